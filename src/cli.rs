@@ -1,0 +1,92 @@
+//! The command line: `cortex serve` (the default), `cortex migrate`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::server::{self, DatabaseHandle};
+
+/// Cortex: a GraphQL API server over PostgreSQL.
+#[derive(Debug, Parser)]
+#[command(name = "cortex", version, about)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (the default).
+    Serve,
+    /// Apply pending migrations (or revert them all with --down) and exit.
+    Migrate {
+        /// Revert every migration instead.
+        #[arg(long)]
+        down: bool,
+    },
+}
+
+/// Parses the command line, runs the command, and turns failures into one clear line.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
+    let config = Config::from_env()?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => server::serve(config).await,
+        Command::Migrate { down } => {
+            let handle = DatabaseHandle::open(&config).await?;
+            let result = if down {
+                crate::db::migrations::revert_all(&handle.url)
+                    .await
+                    .map(|v| {
+                        println!("reverted {} migration(s): {}", v.len(), v.join(", "));
+                    })
+            } else {
+                crate::db::migrations::run_pending(&handle.url)
+                    .await
+                    .map(|v| {
+                        if v.is_empty() {
+                            println!("the database is up to date");
+                        } else {
+                            println!("applied {} migration(s): {}", v.len(), v.join(", "));
+                        }
+                    })
+            };
+            let closed = handle.close().await;
+            result.and(closed)
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! `messages`: sent in a conversation, searchable through the generated `tsv` column.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Nullable, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::db::conversations::Conversation;
+use crate::db::metadata::{metadata_predicate_for, MetadataFilter};
+use crate::db::schema::{conversations, messages, sql_types::Tsvector, workspaces};
+use crate::db::{keyset_page, Page, PageArgs};
+
+metadata_predicate_for!(messages);
+
+/// A row of `messages` (without the generated `tsv`).
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable, Associations)]
+#[diesel(table_name = messages, belongs_to(Conversation), check_for_backend(diesel::pg::Pg))]
+pub struct Message {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub sender_id: String,
+    pub content: String,
+    pub timestamp: DateTime<Utc>,
+    pub metadata: Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A message to insert.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = messages)]
+pub struct NewMessage {
+    pub conversation_id: Uuid,
+    pub sender_id: String,
+    pub content: String,
+    pub timestamp: DateTime<Utc>,
+    pub metadata: Value,
+}
+
+/// A partial update: `None` leaves a column as it is.
+#[derive(Debug, Clone, Default, AsChangeset)]
+#[diesel(table_name = messages)]
+pub struct MessageChanges {
+    pub content: Option<String>,
+    pub metadata: Option<Value>,
+}
+
+/// Message criteria besides the conversation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MessageFilter {
+    /// On `metadata`.
+    pub metadata: Option<MetadataFilter>,
+    /// Sent by this user.
+    pub sender_id: Option<String>,
+    /// Sent at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Sent before.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Inserts a message.
+pub async fn create(conn: &mut AsyncPgConnection, new: &NewMessage) -> QueryResult<Message> {
+    diesel::insert_into(messages::table)
+        .values(new)
+        .returning(Message::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// The message with this id.
+pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Message>> {
+    messages::table
+        .find(id)
+        .select(Message::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The criteria of `filter` as a boxed query over all messages.
+pub fn filtered<'a>(filter: &MessageFilter) -> messages::BoxedQuery<'a, diesel::pg::Pg> {
+    let mut query = messages::table.into_boxed();
+    if let Some(m) = &filter.metadata {
+        query = query.filter(metadata_predicate(m));
+    }
+    if let Some(sender) = &filter.sender_id {
+        query = query.filter(messages::sender_id.eq(sender.clone()));
+    }
+    if let Some(since) = filter.since {
+        query = query.filter(messages::timestamp.ge(since));
+    }
+    if let Some(until) = filter.until {
+        query = query.filter(messages::timestamp.lt(until));
+    }
+    query
+}
+
+/// A conversation's messages, oldest first, one keyset page at a time.
+pub async fn list_by_conversation(
+    conn: &mut AsyncPgConnection,
+    conversation_id: Uuid,
+    filter: &MessageFilter,
+    args: &PageArgs,
+) -> QueryResult<Page<Message>> {
+    let query = filtered(filter)
+        .filter(messages::conversation_id.eq(conversation_id))
+        .select(Message::as_select());
+    let query = keyset_page!(query, args, messages::timestamp, messages::id, asc);
+    Ok(Page::from_fetched(query.load(conn).await?, args))
+}
+
+/// How many of a conversation's messages match `filter`.
+pub async fn count_by_conversation(
+    conn: &mut AsyncPgConnection,
+    conversation_id: Uuid,
+    filter: &MessageFilter,
+) -> QueryResult<i64> {
+    filtered(filter)
+        .filter(messages::conversation_id.eq(conversation_id))
+        .count()
+        .get_result(conn)
+        .await
+}
+
+/// The newest `limit` messages of a conversation, returned oldest first (the seed's
+/// `get_latest_messages`, served by the `(conversation_id, timestamp)` index).
+pub async fn latest(
+    conn: &mut AsyncPgConnection,
+    conversation_id: Uuid,
+    limit: i64,
+) -> QueryResult<Vec<Message>> {
+    let mut rows: Vec<Message> = messages::table
+        .filter(messages::conversation_id.eq(conversation_id))
+        .order((messages::timestamp.desc(), messages::id.desc()))
+        .limit(limit)
+        .select(Message::as_select())
+        .load(conn)
+        .await?;
+    rows.reverse();
+    Ok(rows)
+}
+
+/// Messages per sender in a conversation, most active first.
+pub async fn count_by_sender(
+    conn: &mut AsyncPgConnection,
+    conversation_id: Uuid,
+) -> QueryResult<Vec<(String, i64)>> {
+    messages::table
+        .filter(messages::conversation_id.eq(conversation_id))
+        .group_by(messages::sender_id)
+        .select((messages::sender_id, diesel::dsl::count_star()))
+        .order((diesel::dsl::count_star().desc(), messages::sender_id.asc()))
+        .load(conn)
+        .await
+}
+
+/// Messages of a conversation whose metadata matches (the seed's `find_by_metadata`).
+pub async fn find_by_metadata(
+    conn: &mut AsyncPgConnection,
+    conversation_id: Uuid,
+    filter: &MetadataFilter,
+) -> QueryResult<Vec<Message>> {
+    messages::table
+        .filter(messages::conversation_id.eq(conversation_id))
+        .into_boxed()
+        .filter(metadata_predicate(filter))
+        .order((messages::timestamp.asc(), messages::id.asc()))
+        .select(Message::as_select())
+        .load(conn)
+        .await
+}
+
+/// Applies `changes`; `None` when the message does not exist.
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    changes: &MessageChanges,
+) -> QueryResult<Option<Message>> {
+    diesel::update(messages::table.find(id))
+        .set(changes)
+        .returning(Message::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Deletes a message; whether it existed.
+pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+    Ok(diesel::delete(messages::table.find(id))
+        .execute(conn)
+        .await?
+        > 0)
+}
+
+/// PostgreSQL's `regconfig` type (a text search configuration).
+#[derive(diesel::sql_types::SqlType, diesel::query_builder::QueryId, Clone, Copy)]
+#[diesel(postgres_type(name = "regconfig", schema = "pg_catalog"))]
+pub struct RegConfig;
+
+/// PostgreSQL's `tsquery` type.
+#[derive(diesel::sql_types::SqlType, diesel::query_builder::QueryId, Clone, Copy)]
+#[diesel(postgres_type(name = "tsquery", schema = "pg_catalog"))]
+pub struct Tsquery;
+
+diesel::define_sql_function! {
+    /// Parses web-search syntax (`"quoted phrase" -excluded or`) into a query.
+    fn websearch_to_tsquery(config: RegConfig, query: Text) -> Tsquery;
+}
+diesel::define_sql_function! {
+    /// Relevance of a document to a query.
+    fn ts_rank(document: Nullable<Tsvector>, query: Tsquery) -> diesel::sql_types::Float;
+}
+diesel::define_sql_function! {
+    /// A snippet of the document with the matches marked.
+    fn ts_headline(config: RegConfig, document: Text, query: Tsquery, options: Text) -> Text;
+}
+diesel::infix_operator!(Matches, " @@ ", backend: diesel::pg::Pg);
+
+/// Where to search.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct SearchScope {
+    /// Only messages in workspaces of this owner (always set from the caller).
+    pub owner_id: String,
+    /// Only this workspace.
+    pub workspace_id: Option<Uuid>,
+    /// Only this conversation.
+    pub conversation_id: Option<Uuid>,
+}
+
+/// One search hit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchHit {
+    /// The message.
+    pub message: Message,
+    /// Its `ts_rank`.
+    pub rank: f32,
+    /// `ts_headline` snippet with `<b>` marks.
+    pub headline: String,
+}
+
+/// Options for `ts_headline`: short snippets with the matches in `<b>…</b>`.
+const HEADLINE_OPTIONS: &str =
+    "StartSel=<b>, StopSel=</b>, MaxWords=35, MinWords=15, MaxFragments=2";
+
+/// Full-text search with `websearch_to_tsquery` over the `tsv` column, best first
+/// (`ts_rank`, then newest, then id), skipping `offset` hits.
+pub async fn search(
+    conn: &mut AsyncPgConnection,
+    text: &str,
+    scope: &SearchScope,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<Vec<SearchHit>> {
+    let english = diesel::dsl::sql::<RegConfig>("'english'::regconfig");
+    let query = || websearch_to_tsquery(english.clone(), text.to_string());
+    let rank = ts_rank(messages::tsv, query());
+    let mut q = messages::table
+        .inner_join(conversations::table.inner_join(workspaces::table))
+        .filter(workspaces::owner_id.eq(scope.owner_id.clone()))
+        .filter(Matches::new(messages::tsv, query()))
+        .into_boxed();
+    if let Some(ws) = scope.workspace_id {
+        q = q.filter(conversations::workspace_id.eq(ws));
+    }
+    if let Some(c) = scope.conversation_id {
+        q = q.filter(messages::conversation_id.eq(c));
+    }
+    let rows: Vec<(Message, f32, String)> = q
+        .select((
+            Message::as_select(),
+            rank.clone(),
+            ts_headline(
+                english.clone(),
+                messages::content,
+                query(),
+                HEADLINE_OPTIONS.to_string(),
+            ),
+        ))
+        .order((rank.desc(), messages::timestamp.desc(), messages::id.desc()))
+        .offset(offset)
+        .limit(limit)
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(message, rank, headline)| SearchHit {
+            message,
+            rank,
+            headline,
+        })
+        .collect())
+}

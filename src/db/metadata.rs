@@ -1,0 +1,252 @@
+//! Filters on the JSONB `metadata` column of every table, built with diesel's JSONB
+//! operators: keys, paths and values are always bound parameters.
+//!
+//! `contains` and key existence map straight onto the GIN-indexed operators
+//! (`@>`, `?`, `?|`, `?&`). A path comparison also adds a containment prefilter for
+//! equality, so `eq` at a nested key can use the index too. Ordering comparisons
+//! (`gt`, `lt`, ...) only match values of the same JSON type: numbers compare as
+//! numbers, strings as strings, and `"10"` never matches `gt: 3`.
+
+use serde_json::Value;
+
+/// A predicate on a `metadata` document.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MetadataFilter {
+    /// The document contains this JSON (`@>`).
+    pub contains: Option<Value>,
+    /// The document is contained in this JSON (`<@`).
+    pub contained_by: Option<Value>,
+    /// The document has this top-level key (`?`).
+    pub has_key: Option<String>,
+    /// The document has any of these top-level keys (`?|`).
+    pub has_any_keys: Option<Vec<String>>,
+    /// The document has all of these top-level keys (`?&`).
+    pub has_all_keys: Option<Vec<String>>,
+    /// Comparisons at nested paths; all must hold.
+    pub path: Vec<PathPredicate>,
+    /// All of these hold.
+    pub and: Vec<MetadataFilter>,
+    /// At least one of these holds (when non-empty).
+    pub or: Vec<MetadataFilter>,
+    /// This does not hold.
+    pub not: Option<Box<MetadataFilter>>,
+}
+
+/// A comparison of the value at `path` (a list of keys; array positions as digits).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PathPredicate {
+    /// Keys from the document root.
+    pub path: Vec<String>,
+    /// Equal to.
+    pub eq: Option<Value>,
+    /// Present and not equal to.
+    pub ne: Option<Value>,
+    /// Greater than (same JSON type only).
+    pub gt: Option<Value>,
+    /// Greater than or equal to (same JSON type only).
+    pub gte: Option<Value>,
+    /// Less than (same JSON type only).
+    pub lt: Option<Value>,
+    /// Less than or equal to (same JSON type only).
+    pub lte: Option<Value>,
+    /// Equal to one of.
+    pub r#in: Option<Vec<Value>>,
+    /// Present (`true`) or absent (`false`).
+    pub exists: Option<bool>,
+}
+
+impl MetadataFilter {
+    /// Depth of `and`/`or`/`not` nesting (1 for a flat filter).
+    pub fn depth(&self) -> usize {
+        let children = self
+            .and
+            .iter()
+            .chain(self.or.iter())
+            .chain(self.not.as_deref())
+            .map(MetadataFilter::depth)
+            .max()
+            .unwrap_or(0);
+        1 + children
+    }
+
+    /// A filter that only checks containment (the seed's `find_by_metadata`).
+    pub fn containing(value: Value) -> Self {
+        Self {
+            contains: Some(value),
+            ..Self::default()
+        }
+    }
+}
+
+/// The nested object `{"a":{"b":value}}` for the path `["a","b"]`: a containment
+/// prefilter for equality that the GIN index can answer.
+pub fn nest(path: &[String], value: &Value) -> Value {
+    path.iter().rev().fold(value.clone(), |inner, key| {
+        let mut object = serde_json::Map::new();
+        object.insert(key.clone(), inner);
+        Value::Object(object)
+    })
+}
+
+/// Whether `value` can be ordered by `gt`/`lt` (numbers and strings).
+pub fn is_orderable(value: &Value) -> bool {
+    matches!(value, Value::Number(_) | Value::String(_))
+}
+
+/// The `jsonb_typeof` name of a JSON value.
+pub fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+diesel::define_sql_function! {
+    /// PostgreSQL's `jsonb_typeof`.
+    fn jsonb_typeof(value: diesel::sql_types::Jsonb) -> diesel::sql_types::Nullable<diesel::sql_types::Text>;
+}
+
+/// Defines `fn metadata_predicate(&MetadataFilter) -> BoxedPredicate` for one table.
+/// A macro, because diesel's expression types are per column.
+macro_rules! metadata_predicate_for {
+    ($table:ident) => {
+        /// A boxed SQL predicate on this table's `metadata`.
+        pub type BoxedPredicate = Box<
+            dyn diesel::BoxableExpression<
+                    $crate::db::schema::$table::table,
+                    diesel::pg::Pg,
+                    SqlType = diesel::sql_types::Nullable<diesel::sql_types::Bool>,
+                >,
+        >;
+
+        /// The SQL form of `filter` on `$table.metadata`.
+        pub fn metadata_predicate(filter: &$crate::db::metadata::MetadataFilter) -> BoxedPredicate {
+            use diesel::dsl::not;
+            use diesel::prelude::*;
+            use diesel::sql_types::{Bool, Nullable};
+            use diesel::PgJsonbExpressionMethods as Jsonb;
+            use $crate::db::metadata::{jsonb_typeof, json_type, nest};
+            use $crate::db::schema::$table::dsl::metadata;
+
+            fn always() -> BoxedPredicate {
+                Box::new(diesel::dsl::sql::<Nullable<Bool>>("TRUE"))
+            }
+            fn and(a: BoxedPredicate, b: BoxedPredicate) -> BoxedPredicate {
+                Box::new(a.and(b))
+            }
+
+            let mut predicate = always();
+            if let Some(value) = &filter.contains {
+                predicate = and(predicate, Box::new(Jsonb::contains(metadata, value.clone()).nullable()));
+            }
+            if let Some(value) = &filter.contained_by {
+                predicate = and(predicate, Box::new(Jsonb::is_contained_by(metadata, value.clone()).nullable()));
+            }
+            if let Some(key) = &filter.has_key {
+                predicate = and(predicate, Box::new(metadata.has_key(key.clone()).nullable()));
+            }
+            if let Some(keys) = &filter.has_any_keys {
+                predicate = and(predicate, Box::new(metadata.has_any_key(keys.clone()).nullable()));
+            }
+            if let Some(keys) = &filter.has_all_keys {
+                predicate = and(predicate, Box::new(metadata.has_all_keys(keys.clone()).nullable()));
+            }
+            for p in &filter.path {
+                let at = || metadata.retrieve_by_path_as_object(p.path.clone());
+                if let Some(v) = &p.eq {
+                    predicate = and(predicate, Box::new(Jsonb::contains(metadata, nest(&p.path, v)).nullable()));
+                    predicate = and(predicate, Box::new(at().eq(v.clone()).nullable()));
+                }
+                if let Some(v) = &p.ne {
+                    predicate = and(predicate, Box::new(at().ne(v.clone()).nullable()));
+                }
+                let same_type = |v: &serde_json::Value| jsonb_typeof(at()).eq(json_type(v));
+                if let Some(v) = &p.gt {
+                    predicate = and(predicate, Box::new(same_type(v).and(at().gt(v.clone())).nullable()));
+                }
+                if let Some(v) = &p.gte {
+                    predicate = and(predicate, Box::new(same_type(v).and(at().ge(v.clone())).nullable()));
+                }
+                if let Some(v) = &p.lt {
+                    predicate = and(predicate, Box::new(same_type(v).and(at().lt(v.clone())).nullable()));
+                }
+                if let Some(v) = &p.lte {
+                    predicate = and(predicate, Box::new(same_type(v).and(at().le(v.clone())).nullable()));
+                }
+                if let Some(values) = &p.r#in {
+                    predicate = and(predicate, Box::new(at().eq_any(values.clone()).nullable()));
+                }
+                match p.exists {
+                    Some(true) => predicate = and(predicate, Box::new(at().is_not_null().nullable())),
+                    Some(false) => predicate = and(predicate, Box::new(at().is_null().nullable())),
+                    None => {}
+                }
+            }
+            for child in &filter.and {
+                predicate = and(predicate, metadata_predicate(child));
+            }
+            if !filter.or.is_empty() {
+                let mut any: BoxedPredicate = Box::new(diesel::dsl::sql::<Nullable<Bool>>("FALSE"));
+                for child in &filter.or {
+                    any = Box::new(any.or(metadata_predicate(child)));
+                }
+                predicate = and(predicate, any);
+            }
+            if let Some(child) = &filter.not {
+                // NOT over a NULL (a missing path) is NULL: treat "unknown" as "does not hold".
+                let negated = not(coalesce_false(metadata_predicate(child), false));
+                predicate = and(predicate, Box::new(negated.nullable()));
+            }
+            predicate
+        }
+
+        diesel::define_sql_function! {
+            /// `COALESCE(predicate, FALSE)`.
+            #[sql_name = "COALESCE"]
+            fn coalesce_false(value: diesel::sql_types::Nullable<diesel::sql_types::Bool>, fallback: diesel::sql_types::Bool) -> diesel::sql_types::Bool;
+        }
+    };
+}
+
+pub(crate) use metadata_predicate_for;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nest_builds_the_containment_object() {
+        assert_eq!(
+            nest(&["a".into(), "b".into()], &json!(5)),
+            json!({"a": {"b": 5}})
+        );
+        assert_eq!(nest(&[], &json!("x")), json!("x"));
+    }
+
+    #[test]
+    fn depth_counts_nesting() {
+        let leaf = MetadataFilter::containing(json!({}));
+        assert_eq!(leaf.depth(), 1);
+        let nested = MetadataFilter {
+            not: Some(Box::new(MetadataFilter {
+                or: vec![leaf.clone()],
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        assert_eq!(nested.depth(), 3);
+    }
+
+    #[test]
+    fn only_numbers_and_strings_are_orderable() {
+        assert!(is_orderable(&json!(1.5)));
+        assert!(is_orderable(&json!("a")));
+        assert!(!is_orderable(&json!([1])));
+        assert!(!is_orderable(&json!(null)));
+    }
+}

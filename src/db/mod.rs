@@ -1,0 +1,306 @@
+//! The data layer: connection pool, embedded cluster, migrations, schema and one
+//! model-and-repository file per table. Functions here return diesel's `QueryResult`;
+//! the API edge turns failures into [`crate::error::AppError`].
+
+pub mod cluster;
+pub mod conversations;
+pub mod messages;
+pub mod metadata;
+pub mod migrations;
+pub mod schema;
+pub mod users;
+pub mod workspaces;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::connection::{Instrumentation, InstrumentationEvent};
+use diesel::ConnectionResult;
+use diesel_async::pooled_connection::bb8::{Pool, PooledConnection};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use futures_util::FutureExt;
+
+use crate::config::PoolConfig;
+
+/// The connection pool.
+pub type DbPool = Pool<AsyncPgConnection>;
+/// A failure to get a pooled connection.
+pub type PoolError = diesel_async::pooled_connection::bb8::RunError;
+
+/// Statement count and database time of one unit of work (a GraphQL request).
+#[derive(Debug, Default)]
+pub struct QueryStats {
+    statements: AtomicU64,
+    db_micros: AtomicU64,
+}
+
+impl QueryStats {
+    /// Statements sent to PostgreSQL so far.
+    pub fn statements(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+
+    /// Time spent waiting on PostgreSQL so far.
+    pub fn db_time(&self) -> Duration {
+        Duration::from_micros(self.db_micros.load(Ordering::Relaxed))
+    }
+}
+
+/// Counts statements into the current request's [`QueryStats`] and, with `DB_ECHO`,
+/// logs each one.
+struct StatementObserver {
+    echo: bool,
+    stats: Option<Arc<QueryStats>>,
+    started: Option<Instant>,
+}
+
+impl Instrumentation for StatementObserver {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        match event {
+            InstrumentationEvent::StartQuery { query, .. } => {
+                if self.echo {
+                    tracing::info!(target: "cortex::sql", "{query}");
+                }
+                self.started = Some(Instant::now());
+            }
+            InstrumentationEvent::FinishQuery { .. } => {
+                if let Some(stats) = &self.stats {
+                    stats.statements.fetch_add(1, Ordering::Relaxed);
+                    if let Some(started) = self.started.take() {
+                        stats
+                            .db_micros
+                            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The pool plus what every checkout needs.
+#[derive(Clone)]
+pub struct Database {
+    pool: DbPool,
+    echo: bool,
+}
+
+/// A pooled connection that counts its statements for one request; on release it
+/// stops counting, so the pool's own health checks are not billed to anyone.
+pub struct DbConn<'a> {
+    conn: PooledConnection<'a, AsyncPgConnection>,
+    echo: bool,
+}
+
+impl std::ops::Deref for DbConn<'_> {
+    type Target = AsyncPgConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for DbConn<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
+impl Drop for DbConn<'_> {
+    fn drop(&mut self) {
+        let echo = self.echo;
+        self.conn.set_instrumentation(StatementObserver {
+            echo,
+            stats: None,
+            started: None,
+        });
+    }
+}
+
+impl Database {
+    /// Builds the pool (connections are made lazily; see [`Database::check`]).
+    pub async fn connect(url: &str, config: &PoolConfig) -> Result<Self, PoolError> {
+        let echo = config.echo;
+        let connect_timeout = config.timeout;
+        let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+        manager_config.custom_setup = Box::new(move |url| {
+            let url = url.to_string();
+            async move { establish(&url, connect_timeout, echo).await }.boxed()
+        });
+        let manager = AsyncDieselConnectionManager::new_with_config(url, manager_config);
+        let pool = Pool::builder()
+            .max_size(config.size)
+            .min_idle(Some(0))
+            .connection_timeout(config.timeout)
+            .max_lifetime(Some(config.recycle))
+            .idle_timeout(Some(Duration::from_secs(600)))
+            .test_on_check_out(true)
+            .retry_connection(false)
+            .build_unchecked(manager);
+        Ok(Self { pool, echo })
+    }
+
+    /// A connection whose statements count toward `stats`.
+    pub async fn conn(&self, stats: Option<&Arc<QueryStats>>) -> Result<DbConn<'_>, PoolError> {
+        let mut conn = self.pool.get().await?;
+        conn.set_instrumentation(StatementObserver {
+            echo: self.echo,
+            stats: stats.cloned(),
+            started: None,
+        });
+        Ok(DbConn {
+            conn,
+            echo: self.echo,
+        })
+    }
+
+    /// Runs `SELECT 1`: whether the database answers now.
+    pub async fn check(&self) -> Result<(), crate::error::AppError> {
+        use diesel_async::RunQueryDsl;
+        let mut conn = self.conn(None).await?;
+        diesel::sql_query("SELECT 1").execute(&mut *conn).await?;
+        Ok(())
+    }
+
+    /// The underlying pool (state for health reporting).
+    pub fn pool(&self) -> &DbPool {
+        &self.pool
+    }
+}
+
+/// Opens one connection, bounded by `timeout` (bb8 does not bound `connect()` itself).
+async fn establish(
+    url: &str,
+    timeout: Duration,
+    echo: bool,
+) -> ConnectionResult<AsyncPgConnection> {
+    let mut conn = tokio::time::timeout(timeout, AsyncPgConnection::establish(url))
+        .await
+        .map_err(|_| {
+            diesel::ConnectionError::BadConnection("timed out connecting to PostgreSQL".into())
+        })??;
+    conn.set_instrumentation(StatementObserver {
+        echo,
+        stats: None,
+        started: None,
+    });
+    Ok(conn)
+}
+
+/// Opens a single connection outside the pool (CLI tools, administration).
+pub async fn connect_once(url: &str) -> ConnectionResult<AsyncPgConnection> {
+    establish(url, Duration::from_secs(30), false).await
+}
+
+/// The key rows are ordered by: a timestamp, then the id as a tie-break.
+pub type SortKey = (chrono::DateTime<chrono::Utc>, uuid::Uuid);
+
+/// A keyset page request, Relay style: `first` rows after a key, or `last` rows
+/// before one. Keys are stable when rows are inserted between pages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct PageArgs {
+    /// Only rows after this key.
+    pub after: Option<SortKey>,
+    /// Only rows before this key.
+    pub before: Option<SortKey>,
+    /// The first N rows.
+    pub first: Option<i64>,
+    /// The last N rows (used when `first` is absent).
+    pub last: Option<i64>,
+}
+
+impl PageArgs {
+    /// The first `n` rows.
+    pub fn first(n: i64) -> Self {
+        Self {
+            first: Some(n),
+            ..Self::default()
+        }
+    }
+
+    /// Whether the page is read from the end (`last` without `first`).
+    pub fn from_end(&self) -> bool {
+        self.first.is_none() && self.last.is_some()
+    }
+
+    /// Rows to return (one more is fetched to know whether another page exists).
+    pub fn limit(&self) -> i64 {
+        self.first.or(self.last).unwrap_or(DEFAULT_PAGE_SIZE)
+    }
+}
+
+/// Page size when neither `first` nor `last` is given.
+pub const DEFAULT_PAGE_SIZE: i64 = 20;
+
+/// One page of rows, in the list's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The rows.
+    pub rows: Vec<T>,
+    /// More rows follow the last one.
+    pub has_next: bool,
+    /// More rows precede the first one.
+    pub has_previous: bool,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from up to `limit + 1` rows fetched in fetch order.
+    pub fn from_fetched(mut rows: Vec<T>, args: &PageArgs) -> Self {
+        let limit = args.limit().max(0) as usize;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        if args.from_end() {
+            rows.reverse();
+            Page {
+                rows,
+                has_next: args.before.is_some(),
+                has_previous: more,
+            }
+        } else {
+            Page {
+                rows,
+                has_next: more,
+                has_previous: args.after.is_some(),
+            }
+        }
+    }
+}
+
+/// Adds the keyset bounds and order of `$args` to a boxed query over `$ts, $id`,
+/// listed newest first (`desc`) or oldest first (`asc`).
+macro_rules! keyset_page {
+    ($query:expr, $args:expr, $ts:expr, $id:expr, desc) => {{
+        let args: &$crate::db::PageArgs = $args;
+        let mut q = $query;
+        if let Some((t, i)) = args.after {
+            q = q.filter($ts.lt(t).or($ts.eq(t).and($id.lt(i))));
+        }
+        if let Some((t, i)) = args.before {
+            q = q.filter($ts.gt(t).or($ts.eq(t).and($id.gt(i))));
+        }
+        let q = if args.from_end() {
+            q.order(($ts.asc(), $id.asc()))
+        } else {
+            q.order(($ts.desc(), $id.desc()))
+        };
+        q.limit(args.limit() + 1)
+    }};
+    ($query:expr, $args:expr, $ts:expr, $id:expr, asc) => {{
+        let args: &$crate::db::PageArgs = $args;
+        let mut q = $query;
+        if let Some((t, i)) = args.after {
+            q = q.filter($ts.gt(t).or($ts.eq(t).and($id.gt(i))));
+        }
+        if let Some((t, i)) = args.before {
+            q = q.filter($ts.lt(t).or($ts.eq(t).and($id.lt(i))));
+        }
+        let q = if args.from_end() {
+            q.order(($ts.desc(), $id.desc()))
+        } else {
+            q.order(($ts.asc(), $id.asc()))
+        };
+        q.limit(args.limit() + 1)
+    }};
+}
+pub(crate) use keyset_page;

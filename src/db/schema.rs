@@ -1,0 +1,70 @@
+// @generated automatically by Diesel CLI.
+
+pub mod sql_types {
+    #[derive(diesel::query_builder::QueryId, Clone, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "tsvector", schema = "pg_catalog"))]
+    pub struct Tsvector;
+}
+
+diesel::table! {
+    conversations (id) {
+        id -> Uuid,
+        workspace_id -> Uuid,
+        #[max_length = 200]
+        topic -> Varchar,
+        participant_ids -> Array<Text>,
+        metadata -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::Tsvector;
+
+    messages (id) {
+        id -> Uuid,
+        conversation_id -> Uuid,
+        sender_id -> Text,
+        content -> Text,
+        timestamp -> Timestamptz,
+        metadata -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        tsv -> Nullable<Tsvector>,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        user_id -> Text,
+        #[max_length = 100]
+        name -> Varchar,
+        #[max_length = 255]
+        email -> Nullable<Varchar>,
+        is_active -> Bool,
+        metadata -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    workspaces (id) {
+        id -> Uuid,
+        #[max_length = 100]
+        name -> Varchar,
+        description -> Text,
+        owner_id -> Text,
+        metadata -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(conversations -> workspaces (workspace_id));
+diesel::joinable!(messages -> conversations (conversation_id));
+
+diesel::allow_tables_to_appear_in_same_query!(conversations, messages, users, workspaces,);

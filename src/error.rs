@@ -1,0 +1,270 @@
+//! The one error type at the API edge, and its mapping to GraphQL error codes.
+//!
+//! Start-up uses `anyhow`, the data layer returns diesel's `QueryResult`; everything a
+//! client can see passes through [`AppError`], which decides the `extensions.code` and
+//! the message. Database details (SQL, constraint names) are logged, never returned.
+
+use async_graphql::ErrorExtensions;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use thiserror::Error;
+use uuid::Uuid;
+
+/// Result of an API operation.
+pub type AppResult<T> = Result<T, AppError>;
+
+/// Every failure a client can see.
+#[derive(Debug, Error)]
+pub enum AppError {
+    /// No, expired or bad credentials.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The row exists but belongs to someone else.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The row does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request itself is wrong; `field` names the argument at fault.
+    #[error("{message}")]
+    BadUserInput {
+        /// What is wrong.
+        message: String,
+        /// The input field at fault, when there is one.
+        field: Option<String>,
+    },
+    /// A unique or foreign-key constraint refused the write.
+    #[error("{0}")]
+    Conflict(String),
+    /// The database cannot be reached right now.
+    #[error("the database is unavailable, try again shortly")]
+    Unavailable,
+    /// The operation took too long.
+    #[error("the operation timed out")]
+    Timeout,
+    /// Anything else: the client sees only the error id, the log has the details.
+    #[error("internal error (id {id})")]
+    Internal {
+        /// Correlates the client's message with the log line.
+        id: Uuid,
+    },
+}
+
+impl AppError {
+    /// The stable `extensions.code` clients match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Unauthenticated(_) => "UNAUTHENTICATED",
+            AppError::Forbidden(_) => "FORBIDDEN",
+            AppError::NotFound(_) => "NOT_FOUND",
+            AppError::BadUserInput { .. } => "BAD_USER_INPUT",
+            AppError::Conflict(_) => "CONFLICT",
+            AppError::Unavailable => "UNAVAILABLE",
+            AppError::Timeout => "TIMEOUT",
+            AppError::Internal { .. } => "INTERNAL",
+        }
+    }
+
+    /// A bad argument, naming the field.
+    pub fn bad_input(field: impl Into<String>, message: impl Into<String>) -> Self {
+        AppError::BadUserInput {
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    /// Logs `details` under a fresh error id and returns the opaque error.
+    pub fn internal(details: impl std::fmt::Display) -> Self {
+        let id = Uuid::new_v4();
+        tracing::error!(error_id = %id, "internal error: {details}");
+        AppError::Internal { id }
+    }
+
+    /// The GraphQL error with its `extensions.code` (and `field`, when known).
+    pub fn to_graphql(&self) -> async_graphql::Error {
+        async_graphql::Error::new(self.to_string()).extend_with(|_, ext| {
+            ext.set("code", self.code());
+            if let AppError::BadUserInput {
+                field: Some(field), ..
+            } = self
+            {
+                ext.set("field", field.as_str());
+            }
+        })
+    }
+}
+
+impl From<DieselError> for AppError {
+    fn from(error: DieselError) -> Self {
+        match &error {
+            DieselError::NotFound => AppError::NotFound("record not found".into()),
+            DieselError::DatabaseError(kind, info) => {
+                tracing::warn!(
+                    kind = ?kind,
+                    constraint = info.constraint_name().unwrap_or(""),
+                    "database error: {}",
+                    info.message()
+                );
+                match kind {
+                    DatabaseErrorKind::UniqueViolation => {
+                        AppError::Conflict("a record with this data already exists".into())
+                    }
+                    DatabaseErrorKind::ForeignKeyViolation => {
+                        AppError::Conflict("referenced record does not exist".into())
+                    }
+                    DatabaseErrorKind::UnableToSendCommand
+                    | DatabaseErrorKind::ClosedConnection => AppError::Unavailable,
+                    DatabaseErrorKind::CheckViolation | DatabaseErrorKind::NotNullViolation => {
+                        AppError::BadUserInput {
+                            message: "the data violates a constraint".into(),
+                            field: None,
+                        }
+                    }
+                    _ => classify_message(info.message())
+                        .unwrap_or_else(|| AppError::internal(&error)),
+                }
+            }
+            _ => AppError::internal(&error),
+        }
+    }
+}
+
+/// PostgreSQL errors diesel reports as `Unknown`, recognised by their server message.
+fn classify_message(message: &str) -> Option<AppError> {
+    let message = message.to_ascii_lowercase();
+    if message.contains("statement timeout") || message.contains("lock timeout") {
+        Some(AppError::Timeout)
+    } else if message.contains("terminating connection")
+        || message.contains("the database system is shutting down")
+        || message.contains("the database system is starting up")
+        || message.contains("connection")
+    {
+        Some(AppError::Unavailable)
+    } else {
+        None
+    }
+}
+
+impl From<crate::db::PoolError> for AppError {
+    fn from(error: crate::db::PoolError) -> Self {
+        match error {
+            bb8::RunError::TimedOut => {
+                tracing::warn!("timed out waiting for a database connection");
+                AppError::Unavailable
+            }
+            bb8::RunError::User(e) => {
+                tracing::warn!("cannot get a database connection: {e}");
+                AppError::Unavailable
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db_error(kind: DatabaseErrorKind, message: &str) -> DieselError {
+        DieselError::DatabaseError(kind, Box::new(message.to_string()))
+    }
+
+    #[test]
+    fn unique_violation_is_conflict() {
+        let e = AppError::from(db_error(
+            DatabaseErrorKind::UniqueViolation,
+            "duplicate key value violates unique constraint \"users_email_key\"",
+        ));
+        assert_eq!(e.code(), "CONFLICT");
+        assert!(e.to_string().contains("already exists"));
+        assert!(!e.to_string().contains("users_email_key"));
+    }
+
+    #[test]
+    fn foreign_key_violation_is_conflict_naming_the_missing_reference() {
+        let e = AppError::from(db_error(
+            DatabaseErrorKind::ForeignKeyViolation,
+            "insert violates fk_x",
+        ));
+        assert_eq!(e.code(), "CONFLICT");
+        assert_eq!(e.to_string(), "referenced record does not exist");
+    }
+
+    #[test]
+    fn lost_connection_is_unavailable() {
+        assert_eq!(
+            AppError::from(db_error(
+                DatabaseErrorKind::UnableToSendCommand,
+                "connection closed"
+            ))
+            .code(),
+            "UNAVAILABLE"
+        );
+        assert_eq!(
+            AppError::from(db_error(DatabaseErrorKind::ClosedConnection, "closed")).code(),
+            "UNAVAILABLE"
+        );
+        assert_eq!(
+            AppError::from(db_error(
+                DatabaseErrorKind::Unknown,
+                "terminating connection due to administrator command"
+            ))
+            .code(),
+            "UNAVAILABLE"
+        );
+    }
+
+    #[test]
+    fn pool_timeout_is_unavailable() {
+        assert_eq!(
+            AppError::from(crate::db::PoolError::TimedOut).code(),
+            "UNAVAILABLE"
+        );
+    }
+
+    #[test]
+    fn statement_timeout_is_timeout() {
+        let e = AppError::from(db_error(
+            DatabaseErrorKind::Unknown,
+            "canceling statement due to statement timeout",
+        ));
+        assert_eq!(e.code(), "TIMEOUT");
+    }
+
+    #[test]
+    fn anything_else_is_internal_without_sql() {
+        let e = AppError::from(db_error(
+            DatabaseErrorKind::Unknown,
+            "syntax error at or near \"SELECT\"",
+        ));
+        assert_eq!(e.code(), "INTERNAL");
+        assert!(!e.to_string().contains("SELECT"));
+        assert!(e.to_string().starts_with("internal error (id "));
+    }
+
+    #[test]
+    fn not_found_maps_to_not_found() {
+        assert_eq!(AppError::from(DieselError::NotFound).code(), "NOT_FOUND");
+    }
+
+    #[test]
+    fn graphql_errors_carry_code_and_field() {
+        let gql = AppError::bad_input("name", "name must be 1 to 100 characters").to_graphql();
+        let ext = gql.extensions.expect("extensions");
+        assert_eq!(
+            ext.get("code"),
+            Some(&async_graphql::Value::from("BAD_USER_INPUT"))
+        );
+        assert_eq!(ext.get("field"), Some(&async_graphql::Value::from("name")));
+        for (e, code) in [
+            (AppError::Unauthenticated("x".into()), "UNAUTHENTICATED"),
+            (AppError::Forbidden("x".into()), "FORBIDDEN"),
+            (AppError::NotFound("x".into()), "NOT_FOUND"),
+            (AppError::Conflict("x".into()), "CONFLICT"),
+            (AppError::Unavailable, "UNAVAILABLE"),
+            (AppError::Timeout, "TIMEOUT"),
+            (AppError::Internal { id: Uuid::nil() }, "INTERNAL"),
+        ] {
+            let ext = e.to_graphql().extensions.expect("extensions");
+            assert_eq!(ext.get("code"), Some(&async_graphql::Value::from(code)));
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Start-up and shutdown: the database (embedded or configured), migrations, the
+//! HTTP server and its graceful stop.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use diesel::sql_types::Text;
+use diesel_async::RunQueryDsl;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, DatabaseSource};
+use crate::db::cluster::{ClusterOptions, EmbeddedCluster};
+use crate::db::{migrations, Database};
+use crate::AppState;
+
+/// Name of the application database inside the embedded cluster.
+pub const EMBEDDED_DATABASE: &str = "cortex";
+
+/// The database a command works on, and the embedded cluster behind it, if any.
+pub struct DatabaseHandle {
+    /// Connection URL of the application database.
+    pub url: String,
+    cluster: Option<EmbeddedCluster>,
+}
+
+impl DatabaseHandle {
+    /// Uses the configured server, or starts (or attaches to) the embedded cluster
+    /// and makes sure its application database exists.
+    pub async fn open(config: &Config) -> Result<Self> {
+        match &config.database {
+            DatabaseSource::Url(url) => Ok(Self {
+                url: url.clone(),
+                cluster: None,
+            }),
+            DatabaseSource::Embedded => {
+                let options = ClusterOptions::new(config.data_dir.clone());
+                let cluster = tokio::task::spawn_blocking(move || EmbeddedCluster::start(&options))
+                    .await
+                    .context("the cluster start-up task panicked")??;
+                let handle = Self {
+                    url: cluster.database_url(EMBEDDED_DATABASE),
+                    cluster: Some(cluster),
+                };
+                let admin_url = handle
+                    .cluster
+                    .as_ref()
+                    .expect("embedded")
+                    .database_url("postgres");
+                create_database_if_missing(&admin_url, EMBEDDED_DATABASE).await?;
+                Ok(handle)
+            }
+        }
+    }
+
+    /// Whether this handle runs the embedded cluster.
+    pub fn is_embedded(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// Leaves the embedded cluster (stopping it when no other process uses it).
+    pub async fn close(self) -> Result<()> {
+        if let Some(cluster) = self.cluster {
+            tokio::task::spawn_blocking(move || cluster.stop())
+                .await
+                .context("the cluster shutdown task panicked")??;
+        }
+        Ok(())
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+struct Exists {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    exists: bool,
+}
+
+/// Creates `name` on the server behind `admin_url` unless it exists. `name` is one
+/// of our own constants or generated names, never client input.
+pub async fn create_database_if_missing(admin_url: &str, name: &str) -> Result<()> {
+    let mut conn = crate::db::connect_once(admin_url)
+        .await
+        .context("cannot connect to the PostgreSQL server")?;
+    let found: Exists =
+        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+            .bind::<Text, _>(name)
+            .get_result(&mut conn)
+            .await?;
+    if !found.exists {
+        let statement = format!("CREATE DATABASE {}", quote_identifier(name));
+        if let Err(e) = diesel::sql_query(statement).execute(&mut conn).await {
+            // Another process may have created it in between.
+            if !e.to_string().contains("already exists") {
+                return Err(e).context("cannot create the application database");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Quotes an SQL identifier (`"a""b"`).
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown requested: finishing in-flight requests");
+}
+
+/// `cortex serve`: database, migrations, then HTTP until a stop signal.
+pub async fn serve(config: Config) -> Result<()> {
+    let handle = DatabaseHandle::open(&config).await?;
+    let result = serve_on(&config, &handle).await;
+    let closed = handle.close().await;
+    result.and(closed)
+}
+
+async fn serve_on(config: &Config, handle: &DatabaseHandle) -> Result<()> {
+    let applied = migrations::run_pending(&handle.url).await?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "applied migrations");
+    }
+    let db = Database::connect(&handle.url, &config.pool).await?;
+    db.check()
+        .await
+        .map_err(|e| anyhow::anyhow!("the database does not answer: {e}"))?;
+    let state = AppState::new(db.clone(), config.clone());
+    let app = crate::router(state);
+
+    let addr = SocketAddr::new(config.host, config.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (set HOST/PORT)"))?;
+    let local = listener.local_addr()?;
+    tracing::info!("listening on http://{local}");
+    println!("Cortex is listening on http://{local}");
+
+    let shutdown_timeout = config.shutdown_timeout;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(());
+    });
+    let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
+    tokio::select! {
+        result = &mut server => result.context("the HTTP server failed")?,
+        _ = async {
+            let _ = stop_rx.await;
+            tokio::time::sleep(shutdown_timeout).await;
+        } => tracing::warn!("in-flight requests did not finish within SHUTDOWN_TIMEOUT; stopping anyway"),
+    }
+    drop(db);
+    Ok(())
+}

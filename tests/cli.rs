@@ -1,0 +1,123 @@
+//! The command line against a configured server: with `DATABASE_URL` that server is
+//! used and nothing is started; bad configuration stops start-up with a clear line.
+
+mod common;
+
+use std::process::Command;
+
+use common::TestDb;
+
+fn cortex(args: &[&str], envs: &[(&str, &str)], dir: &std::path::Path) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cortex"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .current_dir(dir);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run cortex")
+}
+
+#[tokio::test]
+async fn migrate_with_database_url_uses_that_server_and_starts_nothing() {
+    let db = TestDb::empty().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = cortex(&["migrate"], &[("DATABASE_URL", &db.url)], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("applied 1 migration"));
+    assert!(
+        !dir.path().join(".cortex").exists(),
+        "no embedded cluster was started"
+    );
+    let again = cortex(&["migrate"], &[("DATABASE_URL", &db.url)], dir.path());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("up to date"));
+    let down = cortex(
+        &["migrate", "--down"],
+        &[("DATABASE_URL", &db.url)],
+        dir.path(),
+    );
+    assert!(String::from_utf8_lossy(&down.stdout).contains("reverted 1 migration"));
+}
+
+#[tokio::test]
+async fn serve_with_database_url_serves_health_without_an_embedded_cluster() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cortex"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &db.url)
+        .env("PORT", "0")
+        .env("RUST_LOG", "warn")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("listening line").unwrap();
+        if let Some(url) = line.strip_prefix("Cortex is listening on ") {
+            break url.to_string();
+        }
+    };
+    let body: serde_json::Value = reqwest::get(format!("{base}/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["status"], "ok");
+    assert!(!dir.path().join(".cortex").exists());
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, value, expected) in [
+        ("DB_POOL_SIZE", "many", "integer"),
+        ("PORT", "http", "port number"),
+        ("DB_ECHO", "perhaps", "true or false"),
+        ("DATABASE_URL", "mysql://x/y", "postgres"),
+    ] {
+        let out = cortex(&["serve"], &[(var, value)], dir.path());
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(var) && stderr.contains(expected),
+            "{var}: {stderr}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
+    }
+    assert!(!dir.path().join(".cortex").exists());
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cortex(
+        &["migrate"],
+        &[
+            (
+                "DATABASE_URL",
+                "postgresql://nobody@localhost/none?host=/nonexistent",
+            ),
+            ("DB_POOL_TIMEOUT", "2"),
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: cannot connect to the database"),
+        "{stderr}"
+    );
+}

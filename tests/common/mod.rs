@@ -1,0 +1,294 @@
+//! The test harness: one throw-away PostgreSQL cluster per machine (started like the
+//! embedded default, or `TEST_DATABASE_URL`), one migrated template database per
+//! migration set, and a fresh database per test cloned from it, so tests run in
+//! parallel and never see each other's rows.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use cortex::config::{Config, PoolConfig};
+use cortex::db::cluster::{ClusterOptions, EmbeddedCluster};
+use cortex::db::{connect_once, Database};
+use cortex::server::quote_identifier;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+/// Builds the URL of a database on the test server from its name.
+type UrlFor = Box<dyn Fn(&str) -> String + Send + Sync>;
+
+struct Server {
+    /// URL of the maintenance database (`postgres`) on the test server.
+    admin_url: String,
+    /// URL template: `{db}` is replaced by a database name.
+    url_for: UrlFor,
+    template: String,
+    _cluster: Option<EmbeddedCluster>,
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+
+/// Runs async set-up code on a private runtime (tests each have their own runtime,
+/// and connections must not outlive the runtime that made them).
+fn block_on<T: Send>(f: impl std::future::Future<Output = T> + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(f)
+        })
+        .join()
+        .expect("set-up thread")
+    })
+}
+
+fn server() -> &'static Server {
+    SERVER.get_or_init(|| {
+        let (admin_url, url_for, cluster): (String, UrlFor, _) =
+            match std::env::var("TEST_DATABASE_URL")
+                .ok()
+                .filter(|v| !v.is_empty())
+            {
+                Some(url) => {
+                    let base = url.clone();
+                    (
+                        replace_db(&url, "postgres"),
+                        Box::new(move |db: &str| replace_db(&base, db)),
+                        None,
+                    )
+                }
+                None => {
+                    let mut options = ClusterOptions::new(test_cluster_dir());
+                    options.keep_running = true;
+                    options.extra_settings = vec![
+                        // Throw-away data: trade durability for speed.
+                        "fsync = off".into(),
+                        "synchronous_commit = off".into(),
+                        "full_page_writes = off".into(),
+                        "pg_stat_statements.track = all".into(),
+                    ];
+                    let cluster = EmbeddedCluster::start(&options).expect("start the test cluster");
+                    let admin = cluster.database_url("postgres");
+                    let template = cluster.database_url("{db}");
+                    (
+                        admin,
+                        Box::new(move |db: &str| template.replace("%7Bdb%7D", db)),
+                        Some(cluster),
+                    )
+                }
+            };
+        let template = block_on(ensure_template(&admin_url, &url_for));
+        Server {
+            admin_url,
+            url_for,
+            template,
+            _cluster: cluster,
+        }
+    })
+}
+
+/// Where the test cluster lives: beside the build, reused across runs.
+pub fn test_cluster_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cortex-test-pg")
+}
+
+fn replace_db(url: &str, db: &str) -> String {
+    let (head, query) = match url.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (url, None),
+    };
+    let cut = head.rfind('/').expect("URL with a database");
+    let mut out = format!("{}/{db}", &head[..cut]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// A name that changes whenever a migration file changes.
+fn template_name() -> String {
+    let mut files: Vec<_> = walk(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/migrations"
+    )));
+    files.sort();
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for path in files {
+        for byte in path
+            .to_string_lossy()
+            .bytes()
+            .chain(std::fs::read(&path).unwrap_or_default())
+        {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x100000001b3);
+        }
+    }
+    format!("cortex_template_{hash:016x}")
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("migrations dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Builds the migrated template once per migration set, under an advisory lock so
+/// concurrent test processes wait for one builder.
+async fn ensure_template(
+    admin_url: &str,
+    url_for: &(dyn Fn(&str) -> String + Send + Sync),
+) -> String {
+    let name = template_name();
+    let mut admin = connect_once(admin_url)
+        .await
+        .expect("connect to the test server");
+    diesel::sql_query("SELECT pg_advisory_lock(7270001)")
+        .execute(&mut admin)
+        .await
+        .expect("lock");
+    let exists: Count =
+        diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
+            .bind::<Text, _>(&name)
+            .get_result(&mut admin)
+            .await
+            .expect("look up template");
+    if exists.n == 0 {
+        let building = format!("{name}_building");
+        diesel::sql_query(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_identifier(&building)
+        ))
+        .execute(&mut admin)
+        .await
+        .expect("drop half-built template");
+        diesel::sql_query(format!("CREATE DATABASE {}", quote_identifier(&building)))
+            .execute(&mut admin)
+            .await
+            .expect("create template");
+        cortex::db::migrations::run_pending(&url_for(&building))
+            .await
+            .expect("migrate template");
+        diesel::sql_query("SELECT pg_stat_statements_reset()")
+            .execute(&mut admin)
+            .await
+            .ok();
+        diesel::sql_query(format!(
+            "ALTER DATABASE {} RENAME TO {}",
+            quote_identifier(&building),
+            quote_identifier(&name)
+        ))
+        .execute(&mut admin)
+        .await
+        .expect("publish template");
+    }
+    diesel::sql_query("SELECT pg_advisory_unlock(7270001)")
+        .execute(&mut admin)
+        .await
+        .expect("unlock");
+    name
+}
+
+/// A fresh, migrated database for one test; dropped when the value is dropped.
+pub struct TestDb {
+    /// Its name.
+    pub name: String,
+    /// Its connection URL.
+    pub url: String,
+}
+
+impl TestDb {
+    /// Clones the migrated template into a new database.
+    pub async fn new() -> Self {
+        Self::create(true).await
+    }
+
+    /// An empty database (no migrations) for migration tests.
+    pub async fn empty() -> Self {
+        Self::create(false).await
+    }
+
+    async fn create(migrated: bool) -> Self {
+        let server = server();
+        let name = format!("cortex_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = connect_once(&server.admin_url).await.expect("connect");
+        let statement = if migrated {
+            format!(
+                "CREATE DATABASE {} TEMPLATE {}",
+                quote_identifier(&name),
+                quote_identifier(&server.template)
+            )
+        } else {
+            format!("CREATE DATABASE {}", quote_identifier(&name))
+        };
+        diesel::sql_query(statement)
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let url = (server.url_for)(&name);
+        Self { name, url }
+    }
+
+    /// A pool over this database.
+    pub async fn pool(&self) -> Database {
+        Database::connect(&self.url, &test_pool_config())
+            .await
+            .expect("pool")
+    }
+
+    /// One plain connection.
+    pub async fn conn(&self) -> AsyncPgConnection {
+        connect_once(&self.url).await.expect("connect")
+    }
+
+    /// A configuration that points at this database.
+    pub fn config(&self) -> Config {
+        let url = self.url.clone();
+        Config::from_lookup(move |k| match k {
+            "DATABASE_URL" => Some(url.clone()),
+            "DB_POOL_TIMEOUT" => Some("5".into()),
+            _ => None,
+        })
+        .expect("config")
+    }
+}
+
+/// Pool settings for tests: small and quick to give up.
+pub fn test_pool_config() -> PoolConfig {
+    PoolConfig {
+        size: 5,
+        timeout: std::time::Duration::from_secs(5),
+        recycle: std::time::Duration::from_secs(600),
+        echo: false,
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin_url = server().admin_url.clone();
+        let statement = format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_identifier(&self.name)
+        );
+        block_on(async move {
+            if let Ok(mut admin) = connect_once(&admin_url).await {
+                let _ = diesel::sql_query(statement).execute(&mut admin).await;
+            }
+        });
+    }
+}
