@@ -28,6 +28,23 @@ pub enum Command {
         #[arg(long)]
         down: bool,
     },
+    /// Mint a bearer token with the configured secret (JWT_SECRET, or the local one).
+    Token {
+        /// The `sub` claim: the user's `userId`.
+        #[arg(long)]
+        user_id: String,
+        /// The `name` claim.
+        #[arg(long)]
+        name: Option<String>,
+        /// The `email` claim.
+        #[arg(long)]
+        email: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = crate::auth::DEFAULT_TOKEN_TTL_SECS)]
+        ttl: i64,
+    },
+    /// Print the GraphQL schema (SDL, sorted) — what schema.graphql holds.
+    PrintSchema,
 }
 
 /// Parses the command line, runs the command, and turns failures into one clear line.
@@ -65,6 +82,30 @@ fn init_tracing() {
 async fn dispatch(cli: Cli) -> Result<()> {
     let config = Config::from_env()?;
     match cli.command.unwrap_or(Command::Serve) {
+        Command::PrintSchema => {
+            print!("{}", crate::graphql::sdl());
+            Ok(())
+        }
+        Command::Token {
+            user_id,
+            name,
+            email,
+            ttl,
+        } => {
+            if user_id.is_empty() || ttl <= 0 {
+                anyhow::bail!("--user-id must not be empty and --ttl must be positive");
+            }
+            let secret = match &config.jwt_secret {
+                Some(s) => s.clone().into_bytes(),
+                None => crate::auth::load_or_create_local_secret(&config.data_dir)?,
+            };
+            let auth = crate::auth::Authenticator::new(&secret);
+            println!(
+                "{}",
+                auth.mint(&user_id, name.as_deref(), email.as_deref(), ttl)
+            );
+            Ok(())
+        }
         Command::Serve => server::serve(config).await,
         Command::Migrate { down } => {
             let handle = DatabaseHandle::open(&config).await?;

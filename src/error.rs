@@ -13,7 +13,7 @@ use uuid::Uuid;
 pub type AppResult<T> = Result<T, AppError>;
 
 /// Every failure a client can see.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum AppError {
     /// No, expired or bad credentials.
     #[error("{0}")]

@@ -2,21 +2,67 @@
 //! messages. `main.rs` is a thin CLI over this library; tests use it directly.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod graphql;
 pub mod health;
+pub mod seed;
 pub mod server;
+
+use std::sync::Arc;
 
 use axum::routing::get;
 use axum::Router;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use app::AppState;
 
+use graphql::http::{self as gql_http, GraphqlState};
+
 /// The HTTP router: every endpoint Cortex serves.
 pub fn router(state: AppState) -> Router {
+    let cors = cors_layer(&state);
+    let gql = GraphqlState {
+        app: state.clone(),
+        schema: Arc::new(graphql::build_schema()),
+        playground_token: state.playground_token.clone(),
+    };
+    let graphql_routes = Router::new()
+        .route(
+            "/graphql",
+            get(gql_http::graphql_get).post(gql_http::graphql_post),
+        )
+        .route("/", get(gql_http::graphiql))
+        .route("/graphiql", get(gql_http::graphiql))
+        .route("/graphiql/assets/{name}", get(gql_http::asset))
+        .with_state(gql);
     Router::new()
         .route("/health", get(health::health))
         .with_state(state)
+        .merge(graphql_routes)
+        .layer(cors)
+}
+
+/// CORS from `CORS_ORIGINS`; permissive only on the embedded default.
+fn cors_layer(state: &AppState) -> CorsLayer {
+    use axum::http::{header, HeaderValue, Method};
+    let base = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
+    let origins: Vec<HeaderValue> = state
+        .config
+        .cors_origins
+        .iter()
+        .filter_map(|o| o.parse().ok())
+        .collect();
+    if !origins.is_empty() {
+        base.allow_origin(AllowOrigin::list(origins))
+    } else if state.config.is_embedded() {
+        base.allow_origin(AllowOrigin::any())
+    } else {
+        base
+    }
 }

@@ -139,7 +139,29 @@ async fn serve_on(config: &Config, handle: &DatabaseHandle) -> Result<()> {
     db.check()
         .await
         .map_err(|e| anyhow::anyhow!("the database does not answer: {e}"))?;
-    let state = AppState::new(db.clone(), config.clone());
+    let secret = match &config.jwt_secret {
+        Some(secret) => secret.clone().into_bytes(),
+        None => {
+            if !handle.is_embedded() {
+                tracing::warn!("JWT_SECRET is not set: using a local secret kept in CORTEX_DATA_DIR; set JWT_SECRET in production");
+            }
+            crate::auth::load_or_create_local_secret(&config.data_dir)?
+        }
+    };
+    let mut state = AppState::new(db.clone(), config.clone(), &secret);
+    if handle.is_embedded() && config.jwt_secret.is_none() {
+        crate::seed::seed_demo(&db)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot seed the demo data: {e}"))?;
+        let token = state.auth.mint(
+            crate::seed::DEMO_USER,
+            Some("Demo User"),
+            None,
+            30 * 24 * 3600,
+        );
+        state.playground_token = Some(token);
+    }
+    let playground_token = state.playground_token.clone();
     let app = crate::router(state);
 
     let addr = SocketAddr::new(config.host, config.port);
@@ -149,6 +171,10 @@ async fn serve_on(config: &Config, handle: &DatabaseHandle) -> Result<()> {
     let local = listener.local_addr()?;
     tracing::info!("listening on http://{local}");
     println!("Cortex is listening on http://{local}");
+    if let Some(token) = playground_token {
+        println!("GraphiQL: http://{local}/graphiql (opens with the demo user's token)");
+        println!("Demo token (user `{}`): {token}", crate::seed::DEMO_USER);
+    }
 
     let shutdown_timeout = config.shutdown_timeout;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

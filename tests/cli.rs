@@ -74,7 +74,10 @@ async fn serve_with_database_url_serves_health_without_an_embedded_cluster() {
         .await
         .unwrap();
     assert_eq!(body["status"], "ok");
-    assert!(!dir.path().join(".cortex").exists());
+    assert!(
+        !dir.path().join(".cortex/pgdata").exists(),
+        "no embedded cluster was started"
+    );
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
 }

@@ -22,7 +22,12 @@ async fn get_health(state: cortex::AppState) -> (StatusCode, serde_json::Value) 
 #[tokio::test]
 async fn health_is_ok_when_the_database_answers() {
     let db = TestDb::new().await;
-    let (status, body) = get_health(cortex::AppState::new(db.pool().await, db.config())).await;
+    let (status, body) = get_health(cortex::AppState::new(
+        db.pool().await,
+        db.config(),
+        b"test-secret",
+    ))
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ok");
 }
@@ -38,7 +43,7 @@ async fn health_is_503_with_a_reason_when_the_database_is_unreachable() {
             .await
             .unwrap();
     let app_config = cortex::config::Config::from_lookup(|_| None).unwrap();
-    let (status, body) = get_health(cortex::AppState::new(pool, app_config)).await;
+    let (status, body) = get_health(cortex::AppState::new(pool, app_config, b"test-secret")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["status"], "unavailable");
     assert_eq!(body["code"], "UNAVAILABLE");

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::db::metadata::{metadata_predicate_for, MetadataFilter};
 use crate::db::schema::conversations;
 use crate::db::workspaces::{escape_like, Workspace};
-use crate::db::{keyset_page, Page, PageArgs};
+use crate::db::{ordered_page, Page, PageArgs};
 
 metadata_predicate_for!(conversations);
 
@@ -115,13 +115,7 @@ pub async fn list_by_workspace(
     let query = filtered(filter)
         .filter(conversations::workspace_id.eq(workspace_id))
         .select(Conversation::as_select());
-    let query = keyset_page!(
-        query,
-        args,
-        conversations::created_at,
-        conversations::id,
-        desc
-    );
+    let query = ordered_page!(query, args, conversations);
     Ok(Page::from_fetched(query.load(conn).await?, args))
 }
 
@@ -174,4 +168,19 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool>
         .execute(conn)
         .await?
         > 0)
+}
+
+/// A conversation together with its workspace's owner (for authorization).
+pub async fn get_with_owner(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<Option<(Conversation, String)>> {
+    use crate::db::schema::workspaces;
+    conversations::table
+        .inner_join(workspaces::table)
+        .filter(conversations::id.eq(id))
+        .select((Conversation::as_select(), workspaces::owner_id))
+        .first(conn)
+        .await
+        .optional()
 }

@@ -292,3 +292,17 @@ pub async fn search(
         })
         .collect())
 }
+
+/// A message together with its workspace's owner (for authorization).
+pub async fn get_with_owner(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<Option<(Message, String)>> {
+    messages::table
+        .inner_join(conversations::table.inner_join(workspaces::table))
+        .filter(messages::id.eq(id))
+        .select((Message::as_select(), workspaces::owner_id))
+        .first(conn)
+        .await
+        .optional()
+}

@@ -196,6 +196,21 @@ pub async fn connect_once(url: &str) -> ConnectionResult<AsyncPgConnection> {
 /// The key rows are ordered by: a timestamp, then the id as a tie-break.
 pub type SortKey = (chrono::DateTime<chrono::Utc>, uuid::Uuid);
 
+/// The orders a list of workspaces or conversations can be read in (messages are
+/// always chronological).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum TimeOrder {
+    /// Newest first (the default).
+    #[default]
+    CreatedDesc,
+    /// Oldest first.
+    CreatedAsc,
+    /// Most recently updated first.
+    UpdatedDesc,
+    /// Least recently updated first.
+    UpdatedAsc,
+}
+
 /// A keyset page request, Relay style: `first` rows after a key, or `last` rows
 /// before one. Keys are stable when rows are inserted between pages.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -208,6 +223,8 @@ pub struct PageArgs {
     pub first: Option<i64>,
     /// The last N rows (used when `first` is absent).
     pub last: Option<i64>,
+    /// The order (and so the meaning of the keys).
+    pub order: TimeOrder,
 }
 
 impl PageArgs {
@@ -304,3 +321,114 @@ macro_rules! keyset_page {
     }};
 }
 pub(crate) use keyset_page;
+
+/// Applies `$args` (its order, bounds and limit) to a boxed query on a table with
+/// `created_at`, `updated_at` and `id` columns.
+macro_rules! ordered_page {
+    ($query:expr, $args:expr, $table:ident) => {{
+        use $crate::db::schema::$table;
+        let args: &$crate::db::PageArgs = $args;
+        match args.order {
+            $crate::db::TimeOrder::CreatedDesc => {
+                $crate::db::keyset_page!($query, args, $table::created_at, $table::id, desc)
+            }
+            $crate::db::TimeOrder::CreatedAsc => {
+                $crate::db::keyset_page!($query, args, $table::created_at, $table::id, asc)
+            }
+            $crate::db::TimeOrder::UpdatedDesc => {
+                $crate::db::keyset_page!($query, args, $table::updated_at, $table::id, desc)
+            }
+            $crate::db::TimeOrder::UpdatedAsc => {
+                $crate::db::keyset_page!($query, args, $table::updated_at, $table::id, asc)
+            }
+        }
+    }};
+}
+pub(crate) use ordered_page;
+
+/// `SELECT page.* FROM unnest($parents) AS parent(id) CROSS JOIN LATERAL (inner) AS page`:
+/// one statement that reads a page per parent. `inner` is a diesel query that refers
+/// to the current parent as `parent.id` (see [`parent_id`]); diesel has no LATERAL.
+#[derive(Debug, Clone)]
+pub struct PerParent<Q> {
+    parents: Vec<uuid::Uuid>,
+    inner: Q,
+}
+
+impl<Q> PerParent<Q> {
+    /// Pages of `inner` for each of `parents`.
+    pub fn new(parents: Vec<uuid::Uuid>, inner: Q) -> Self {
+        Self { parents, inner }
+    }
+}
+
+/// The current parent's id inside a [`PerParent`] query.
+pub fn parent_id() -> diesel::expression::SqlLiteral<diesel::sql_types::Uuid> {
+    diesel::dsl::sql::<diesel::sql_types::Uuid>("parent.id")
+}
+
+impl<Q> diesel::query_builder::QueryId for PerParent<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for PerParent<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>>
+    diesel::query_builder::QueryFragment<diesel::pg::Pg> for PerParent<Q>
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        out.unsafe_to_cache_prepared();
+        out.push_sql("SELECT page.* FROM unnest(");
+        out.push_bind_param::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&self.parents)?;
+        out.push_sql(") AS parent(id) CROSS JOIN LATERAL (");
+        self.inner.walk_ast(out.reborrow())?;
+        out.push_sql(") AS page");
+        Ok(())
+    }
+}
+
+/// `SELECT parent.id, page.* FROM unnest($parents) AS parent(id) CROSS JOIN LATERAL (inner) AS page`:
+/// like [`PerParent`], for single-row inner queries (counts), tagged with the parent.
+#[derive(Debug, Clone)]
+pub struct TaggedPerParent<Q>(PerParent<Q>);
+
+impl<Q> TaggedPerParent<Q> {
+    /// One row of `inner` per parent, each with the parent's id first.
+    pub fn new(parents: Vec<uuid::Uuid>, inner: Q) -> Self {
+        Self(PerParent::new(parents, inner))
+    }
+}
+
+impl<Q> diesel::query_builder::QueryId for TaggedPerParent<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for TaggedPerParent<Q> {
+    type SqlType = (diesel::sql_types::Uuid, Q::SqlType);
+}
+
+impl<Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>>
+    diesel::query_builder::QueryFragment<diesel::pg::Pg> for TaggedPerParent<Q>
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        out.unsafe_to_cache_prepared();
+        out.push_sql("SELECT parent.id, page.* FROM unnest(");
+        out.push_bind_param::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(
+            &self.0.parents,
+        )?;
+        out.push_sql(") AS parent(id) CROSS JOIN LATERAL (");
+        self.0.inner.walk_ast(out.reborrow())?;
+        out.push_sql(") AS page");
+        Ok(())
+    }
+}

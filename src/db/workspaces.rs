@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::db::conversations::{self, Conversation, NewConversation};
 use crate::db::metadata::{metadata_predicate_for, MetadataFilter};
 use crate::db::schema::workspaces;
-use crate::db::{keyset_page, Page, PageArgs};
+use crate::db::{ordered_page, Page, PageArgs};
 
 metadata_predicate_for!(workspaces);
 
@@ -99,7 +99,7 @@ pub async fn list_by_owner(
     args: &PageArgs,
 ) -> QueryResult<Page<Workspace>> {
     let query = filtered(owner, filter).select(Workspace::as_select());
-    let query = keyset_page!(query, args, workspaces::created_at, workspaces::id, desc);
+    let query = ordered_page!(query, args, workspaces);
     Ok(Page::from_fetched(query.load(conn).await?, args))
 }
 

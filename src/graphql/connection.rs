@@ -1,0 +1,165 @@
+//! Relay connections: opaque keyset cursors, page arguments and `PageInfo`.
+
+use async_graphql::SimpleObject;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::db::{Page, PageArgs, SortKey, TimeOrder};
+use crate::error::{AppError, AppResult};
+
+/// Largest `first`/`last` a client may ask for.
+pub const MAX_PAGE_SIZE: i32 = 100;
+
+/// Relay's page information.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct PageInfo {
+    /// More items follow the last edge.
+    pub has_next_page: bool,
+    /// More items precede the first edge.
+    pub has_previous_page: bool,
+    /// Cursor of the first edge.
+    pub start_cursor: Option<String>,
+    /// Cursor of the last edge.
+    pub end_cursor: Option<String>,
+}
+
+/// Encodes a row's position under `order` as an opaque cursor.
+pub fn encode_cursor(order: TimeOrder, key: SortKey) -> String {
+    let text = format!(
+        "{}:{}:{}",
+        order_tag(order),
+        key.0.timestamp_micros(),
+        key.1
+    );
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+/// Decodes a cursor made by [`encode_cursor`] for the same order.
+pub fn decode_cursor(field: &str, order: TimeOrder, cursor: &str) -> AppResult<SortKey> {
+    let bad = || {
+        AppError::bad_input(
+            field,
+            format!("`{field}` is not a valid cursor for this list"),
+        )
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let mut parts = text.splitn(3, ':');
+    let (tag, micros, id) = (parts.next(), parts.next(), parts.next());
+    if tag != Some(order_tag(order)) {
+        return Err(bad());
+    }
+    let micros: i64 = micros.and_then(|m| m.parse().ok()).ok_or_else(bad)?;
+    let at: DateTime<Utc> = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
+    let id: Uuid = id.and_then(|i| Uuid::parse_str(i).ok()).ok_or_else(bad)?;
+    Ok((at, id))
+}
+
+fn order_tag(order: TimeOrder) -> &'static str {
+    match order {
+        TimeOrder::CreatedDesc => "cd",
+        TimeOrder::CreatedAsc => "ca",
+        TimeOrder::UpdatedDesc => "ud",
+        TimeOrder::UpdatedAsc => "ua",
+    }
+}
+
+/// Validates Relay arguments into keyset page arguments.
+pub fn page_args(
+    first: Option<i32>,
+    after: Option<&str>,
+    last: Option<i32>,
+    before: Option<&str>,
+    order: TimeOrder,
+) -> AppResult<PageArgs> {
+    for (name, value) in [("first", first), ("last", last)] {
+        if let Some(n) = value {
+            if !(0..=MAX_PAGE_SIZE).contains(&n) {
+                return Err(AppError::bad_input(
+                    name,
+                    format!("`{name}` must be between 0 and {MAX_PAGE_SIZE}"),
+                ));
+            }
+        }
+    }
+    if first.is_some() && last.is_some() {
+        return Err(AppError::bad_input(
+            "last",
+            "pass either `first` or `last`, not both",
+        ));
+    }
+    Ok(PageArgs {
+        after: after
+            .map(|c| decode_cursor("after", order, c))
+            .transpose()?,
+        before: before
+            .map(|c| decode_cursor("before", order, c))
+            .transpose()?,
+        first: first.map(i64::from),
+        last: last.map(i64::from),
+        order,
+    })
+}
+
+/// `PageInfo` and cursors for a page, given each row's key.
+pub fn page_info<T>(
+    page: &Page<T>,
+    order: TimeOrder,
+    key: impl Fn(&T) -> SortKey,
+) -> (PageInfo, Vec<String>) {
+    let cursors: Vec<String> = page
+        .rows
+        .iter()
+        .map(|r| encode_cursor(order, key(r)))
+        .collect();
+    let info = PageInfo {
+        has_next_page: page.has_next,
+        has_previous_page: page.has_previous,
+        start_cursor: cursors.first().cloned(),
+        end_cursor: cursors.last().cloned(),
+    };
+    (info, cursors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_are_bound_to_their_order() {
+        let key = (
+            DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            Uuid::new_v4(),
+        );
+        let cursor = encode_cursor(TimeOrder::CreatedDesc, key);
+        assert_eq!(
+            decode_cursor("after", TimeOrder::CreatedDesc, &cursor).unwrap(),
+            key
+        );
+        assert_eq!(
+            decode_cursor("after", TimeOrder::UpdatedAsc, &cursor)
+                .unwrap_err()
+                .code(),
+            "BAD_USER_INPUT"
+        );
+        for junk in ["", "!!!", "Y2Q6eDp5", "Y2Q6MTox"] {
+            assert_eq!(
+                decode_cursor("after", TimeOrder::CreatedDesc, junk)
+                    .unwrap_err()
+                    .code(),
+                "BAD_USER_INPUT"
+            );
+        }
+    }
+
+    #[test]
+    fn page_sizes_are_capped() {
+        assert!(page_args(Some(100), None, None, None, TimeOrder::default()).is_ok());
+        let e = page_args(Some(101), None, None, None, TimeOrder::default()).unwrap_err();
+        assert_eq!(e.code(), "BAD_USER_INPUT");
+        assert!(page_args(None, None, Some(-1), None, TimeOrder::default()).is_err());
+    }
+}

@@ -1,0 +1,94 @@
+//! What every resolver reads from the request: the caller, the pool, the statement
+//! counter and the request's loaders.
+
+use std::sync::Arc;
+
+use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::Context;
+
+use crate::auth::Caller;
+use crate::db::{Database, DbConn, QueryStats};
+use crate::error::{AppError, AppResult};
+use crate::graphql::loaders::CortexLoader;
+
+/// How long loaders wait to collect keys before running their batch. The keys of one
+/// query level are all requested in the same poll, so a short wait suffices.
+pub const LOADER_DELAY: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// Per-request state, created by the HTTP handler and never shared between requests.
+pub struct RequestContext {
+    /// The authenticated caller, when a token was given.
+    pub caller: Option<Caller>,
+    /// The pool.
+    pub db: Database,
+    /// Statements and database time of this request.
+    pub stats: Arc<QueryStats>,
+    loader: Option<DataLoader<CortexLoader>>,
+}
+
+impl RequestContext {
+    /// State for one request.
+    pub fn new(db: Database, caller: Option<Caller>) -> Self {
+        let stats = Arc::new(QueryStats::default());
+        let loader = caller.as_ref().map(|c| {
+            DataLoader::new(
+                CortexLoader::new(db.clone(), c.user_id.clone(), stats.clone()),
+                tokio::spawn,
+            )
+            .delay(LOADER_DELAY)
+        });
+        Self {
+            caller,
+            db,
+            stats,
+            loader,
+        }
+    }
+}
+
+/// The request state.
+pub fn request<'a>(ctx: &Context<'a>) -> &'a RequestContext {
+    &ctx.data_unchecked::<crate::graphql::http::SharedContext>()
+        .0
+}
+
+/// The caller, or `UNAUTHENTICATED`.
+pub fn caller<'a>(ctx: &Context<'a>) -> AppResult<&'a Caller> {
+    request(ctx).caller.as_ref().ok_or_else(|| {
+        AppError::Unauthenticated("an `Authorization: Bearer <token>` header is required".into())
+    })
+}
+
+/// A pooled connection whose statements count toward this request.
+pub async fn conn<'a>(ctx: &Context<'a>) -> AppResult<DbConn<'a>> {
+    let req = request(ctx);
+    Ok(req.db.conn(Some(&req.stats)).await?)
+}
+
+/// Loads one key through the request's loader (scoped to the caller).
+pub async fn load<K>(
+    ctx: &Context<'_>,
+    key: K,
+) -> AppResult<Option<<CortexLoader as Loader<K>>::Value>>
+where
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    CortexLoader: Loader<K, Error = Arc<AppError>>,
+{
+    caller(ctx)?;
+    let loader = request(ctx).loader.as_ref().expect("a caller has a loader");
+    loader.load_one(key).await.map_err(|e| (*e).clone())
+}
+
+/// Loads many keys through the request's loader, in one batch.
+pub async fn load_many<K>(
+    ctx: &Context<'_>,
+    keys: impl IntoIterator<Item = K>,
+) -> AppResult<std::collections::HashMap<K, <CortexLoader as Loader<K>>::Value>>
+where
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    CortexLoader: Loader<K, Error = Arc<AppError>>,
+{
+    caller(ctx)?;
+    let loader = request(ctx).loader.as_ref().expect("a caller has a loader");
+    loader.load_many(keys).await.map_err(|e| (*e).clone())
+}

@@ -1,0 +1,203 @@
+//! `Conversation` and its connection.
+
+use async_graphql::{Context, Json, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::db::conversations::Conversation as ConversationRow;
+use crate::db::{Page, TimeOrder};
+use crate::error::{AppError, AppResult};
+use crate::graphql::connection::{page_args, page_info, PageInfo};
+use crate::graphql::context::{load, load_many};
+use crate::graphql::filters::MessageFilter;
+use crate::graphql::loaders::{
+    ConversationCountKey, LatestMessagesKey, MessageCountKey, MessagePageKey, PageQuery,
+    SenderCountsKey, UserKey, WorkspaceKey,
+};
+use crate::graphql::message::{Message, MessageConnection, MessageEdge};
+use crate::graphql::user::User;
+use crate::graphql::workspace::Workspace;
+
+/// Most `latestMessages` a client may ask for.
+pub const MAX_LATEST: i32 = 100;
+
+/// A conversation in a workspace.
+pub struct Conversation(pub ConversationRow);
+
+/// Messages one sender sent in a conversation.
+#[derive(SimpleObject)]
+pub struct SenderCount {
+    /// The sender's `userId`.
+    pub sender_id: String,
+    /// How many messages.
+    pub count: i32,
+}
+
+#[Object]
+impl Conversation {
+    /// Primary key.
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+    /// The workspace it belongs to.
+    async fn workspace_id(&self) -> Uuid {
+        self.0.workspace_id
+    }
+    /// The workspace.
+    async fn workspace(&self, ctx: &Context<'_>) -> AppResult<Workspace> {
+        load(ctx, WorkspaceKey(self.0.workspace_id))
+            .await?
+            .map(Workspace)
+            .ok_or_else(|| AppError::NotFound("workspace not found".into()))
+    }
+    /// 1 to 200 characters.
+    async fn topic(&self) -> &str {
+        &self.0.topic
+    }
+    /// `userId`s of the participants.
+    async fn participant_ids(&self) -> &[String] {
+        &self.0.participant_ids
+    }
+    /// The participants that have a user row.
+    async fn participants(&self, ctx: &Context<'_>) -> AppResult<Vec<User>> {
+        let mut found = load_many(ctx, self.0.participant_ids.iter().cloned().map(UserKey)).await?;
+        Ok(self
+            .0
+            .participant_ids
+            .iter()
+            .filter_map(|id| found.remove(&UserKey(id.clone())).map(User))
+            .collect())
+    }
+    /// Free-form JSON object.
+    async fn metadata(&self) -> Json<serde_json::Value> {
+        Json(self.0.metadata.clone())
+    }
+    /// When the row was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// When the row last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+
+    /// Messages, oldest first; `last: N` reads the newest N.
+    async fn messages(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        filter: Option<MessageFilter>,
+    ) -> AppResult<MessageConnection> {
+        // Message cursors use the chronological key under the `CreatedAsc` tag.
+        let order = TimeOrder::CreatedAsc;
+        let args = page_args(first, after.as_deref(), last, before.as_deref(), order)?;
+        let query = PageQuery::new(MessageFilter::to_db(filter.as_ref())?, args);
+        let key = MessagePageKey {
+            parent: self.0.id,
+            query,
+        };
+        let page = load(ctx, key.clone()).await?.unwrap_or(Page {
+            rows: vec![],
+            has_next: false,
+            has_previous: false,
+        });
+        let (page_info, cursors) = page_info(&page, order, |m| (m.timestamp, m.id));
+        let edges = page
+            .rows
+            .into_iter()
+            .zip(cursors)
+            .map(|(row, cursor)| MessageEdge {
+                cursor,
+                node: Message(row),
+            })
+            .collect();
+        Ok(MessageConnection {
+            edges,
+            page_info,
+            count_key: MessageCountKey(key),
+        })
+    }
+
+    /// The newest `limit` messages, returned oldest first.
+    async fn latest_messages(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] limit: i32,
+    ) -> AppResult<Vec<Message>> {
+        if !(0..=MAX_LATEST).contains(&limit) {
+            return Err(AppError::bad_input(
+                "limit",
+                format!("`limit` must be between 0 and {MAX_LATEST}"),
+            ));
+        }
+        let key = LatestMessagesKey {
+            conversation_id: self.0.id,
+            limit: i64::from(limit),
+        };
+        Ok(load(ctx, key)
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .map(Message)
+            .collect())
+    }
+
+    /// Messages per sender, most active first.
+    async fn message_counts_by_sender(&self, ctx: &Context<'_>) -> AppResult<Vec<SenderCount>> {
+        let counts = load(ctx, SenderCountsKey(self.0.id))
+            .await?
+            .unwrap_or_default();
+        Ok(counts
+            .into_iter()
+            .map(|(sender_id, n)| SenderCount {
+                sender_id,
+                count: n as i32,
+            })
+            .collect())
+    }
+}
+
+/// An edge of a conversation list.
+#[derive(SimpleObject)]
+pub struct ConversationEdge {
+    /// Opaque position, for `after`/`before`.
+    pub cursor: String,
+    /// The conversation.
+    pub node: Conversation,
+}
+
+/// A page of conversations.
+pub struct ConversationConnection {
+    /// The page's edges.
+    pub edges: Vec<ConversationEdge>,
+    /// Relay page information.
+    pub page_info: PageInfo,
+    /// Batched total, when the list has a parent.
+    pub count_key: Option<ConversationCountKey>,
+}
+
+#[Object]
+impl ConversationConnection {
+    /// Edges with cursors.
+    async fn edges(&self) -> &[ConversationEdge] {
+        &self.edges
+    }
+    /// The conversations alone.
+    async fn nodes(&self) -> Vec<&Conversation> {
+        self.edges.iter().map(|e| &e.node).collect()
+    }
+    /// Relay page information.
+    async fn page_info(&self) -> &PageInfo {
+        &self.page_info
+    }
+    /// All matching conversations (one grouped statement for all lists, only when asked).
+    async fn total_count(&self, ctx: &Context<'_>) -> AppResult<i32> {
+        match &self.count_key {
+            Some(key) => Ok(load(ctx, key.clone()).await?.unwrap_or(0) as i32),
+            None => Ok(self.edges.len() as i32),
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! `POST /graphql`, `GET /graphql` (queries only) and the GraphiQL playground.
+
+use std::sync::Arc;
+
+use async_graphql::parser::types::OperationType;
+use async_graphql::{BatchRequest, BatchResponse, Response as GqlResponse, ServerError};
+use async_graphql_axum::{GraphQLBatchRequest, GraphQLRequest};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+
+use crate::error::AppError;
+use crate::graphql::context::RequestContext;
+use crate::graphql::{normalize_error, CortexSchema};
+use crate::AppState;
+
+/// Most operations in one batched request.
+pub const MAX_BATCH: usize = 10;
+
+/// What the GraphQL handlers share.
+#[derive(Clone)]
+pub struct GraphqlState {
+    /// Pool, configuration, authenticator.
+    pub app: AppState,
+    /// The schema.
+    pub schema: Arc<CortexSchema>,
+    /// A ready token to prefill GraphiQL with (embedded default only).
+    pub playground_token: Option<String>,
+}
+
+fn error_response(status: StatusCode, error: AppError) -> Response {
+    let body = serde_json::json!({
+        "errors": [{"message": error.to_string(), "extensions": {"code": error.code()}}]
+    });
+    (status, Json(body)).into_response()
+}
+
+async fn context_for(
+    state: &GraphqlState,
+    headers: &HeaderMap,
+) -> Result<RequestContext, Response> {
+    let header = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| {
+            error_response(
+                StatusCode::UNAUTHORIZED,
+                AppError::Unauthenticated("the Authorization header is not valid text".into()),
+            )
+        })?),
+    };
+    let caller = state
+        .app
+        .auth
+        .authenticate(&state.app.db, header)
+        .await
+        .map_err(|e| {
+            let status = if e.code() == "UNAUTHENTICATED" {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            error_response(status, e)
+        })?;
+    Ok(RequestContext::new(state.app.db.clone(), caller))
+}
+
+fn finish(mut response: GqlResponse, ctx_stats: Option<(u64, f64)>) -> GqlResponse {
+    response.errors = response
+        .errors
+        .into_iter()
+        .map(normalize_error)
+        .collect::<Vec<ServerError>>();
+    if let Some((statements, ms)) = ctx_stats {
+        response = response.extension(
+            "cost",
+            async_graphql::Value::from_json(
+                serde_json::json!({"sqlStatements": statements, "dbTimeMs": ms}),
+            )
+            .unwrap_or_default(),
+        );
+    }
+    response
+}
+
+async fn execute(state: &GraphqlState, headers: &HeaderMap, batch: BatchRequest) -> Response {
+    let count = match &batch {
+        BatchRequest::Single(_) => 1,
+        BatchRequest::Batch(list) => list.len(),
+    };
+    if count > MAX_BATCH || count == 0 {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            AppError::bad_input(
+                "batch",
+                format!("a batch must hold 1 to {MAX_BATCH} operations"),
+            ),
+        );
+    }
+    let ctx = match context_for(state, headers).await {
+        Ok(ctx) => Arc::new(ctx),
+        Err(response) => return response,
+    };
+    let show_cost = state.app.config.is_embedded();
+    let run = |request: async_graphql::Request| {
+        let ctx = ctx.clone();
+        let schema = state.schema.clone();
+        async move {
+            let before = ctx.stats.statements();
+            let response = schema
+                .execute(request.data(SharedContext(ctx.clone())))
+                .await;
+            let stats = show_cost.then(|| {
+                (
+                    ctx.stats.statements() - before,
+                    ctx.stats.db_time().as_secs_f64() * 1000.0,
+                )
+            });
+            finish(response, stats)
+        }
+    };
+    let response = match batch {
+        BatchRequest::Single(request) => BatchResponse::Single(run(request).await),
+        // One after another: mutations in a batch must not race each other.
+        BatchRequest::Batch(requests) => {
+            let mut out = Vec::with_capacity(requests.len());
+            for request in requests {
+                out.push(run(request).await);
+            }
+            BatchResponse::Batch(out)
+        }
+    };
+    async_graphql_axum::GraphQLResponse::from(response).into_response()
+}
+
+/// The request context shared by the operations of one HTTP request.
+pub struct SharedContext(pub Arc<RequestContext>);
+
+/// `POST /graphql`: JSON bodies only (a `text/plain` form post is refused: CSRF).
+pub async fn graphql_post(
+    State(state): State<GraphqlState>,
+    headers: HeaderMap,
+    request: GraphQLBatchRequest,
+) -> Response {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        });
+    if !json {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::bad_input(
+                "content-type",
+                "POST /graphql takes `Content-Type: application/json`",
+            ),
+        );
+    }
+    execute(&state, &headers, request.into_inner()).await
+}
+
+/// `GET /graphql?query=…`: queries only; a mutation is refused with 405.
+pub async fn graphql_get(
+    State(state): State<GraphqlState>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> Response {
+    let request = request.into_inner();
+    if is_mutation(&request) {
+        let mut response = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            AppError::bad_input("method", "mutations must be sent with POST"),
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    execute(&state, &headers, BatchRequest::Single(request)).await
+}
+
+fn is_mutation(request: &async_graphql::Request) -> bool {
+    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    match &request.operation_name {
+        Some(name) => doc.operations.iter().any(|(n, op)| {
+            n.map(|n| n.as_str() == name).unwrap_or(false) && op.node.ty == OperationType::Mutation
+        }),
+        None => doc
+            .operations
+            .iter()
+            .any(|(_, op)| op.node.ty == OperationType::Mutation),
+    }
+}
+
+/// `GET /` and `GET /graphiql`: the playground, with assets served by Cortex itself.
+pub async fn graphiql(State(state): State<GraphqlState>) -> Response {
+    let headers_json = match &state.playground_token {
+        Some(token) => serde_json::json!({"Authorization": format!("Bearer {token}")}).to_string(),
+        None => "{}".to_string(),
+    };
+    let page = PLAYGROUND_HTML.replace("{{HEADERS}}", &html_escape(&headers_json));
+    let mut response = Html(page).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+             font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The playground's static files, embedded at build time.
+pub async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    let (body, kind): (&'static [u8], &str) = match name.as_str() {
+        "graphiql.min.js" => (include_bytes!("assets/graphiql.min.js"), "text/javascript"),
+        "graphiql.min.css" => (include_bytes!("assets/graphiql.min.css"), "text/css"),
+        "react.production.min.js" => (
+            include_bytes!("assets/react.production.min.js"),
+            "text/javascript",
+        ),
+        "react-dom.production.min.js" => (
+            include_bytes!("assets/react-dom.production.min.js"),
+            "text/javascript",
+        ),
+        "init.js" => (INIT_JS.as_bytes(), "text/javascript"),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+const PLAYGROUND_HTML: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>Cortex GraphiQL</title>
+  <link rel="stylesheet" href="/graphiql/assets/graphiql.min.css">
+  <style>html, body, #graphiql { height: 100%; margin: 0; }</style>
+</head>
+<body>
+  <div id="graphiql" data-endpoint="/graphql" data-headers="{{HEADERS}}">Loading…</div>
+  <script src="/graphiql/assets/react.production.min.js"></script>
+  <script src="/graphiql/assets/react-dom.production.min.js"></script>
+  <script src="/graphiql/assets/graphiql.min.js"></script>
+  <script src="/graphiql/assets/init.js"></script>
+</body>
+</html>
+"#;
+
+const INIT_JS: &str = r#"(function () {
+  var root = document.getElementById('graphiql');
+  var fetcher = GraphiQL.createFetcher({ url: root.dataset.endpoint });
+  var example = '# Your workspaces, their conversations and latest messages\n' +
+    '{\n  workspaces(first: 10) {\n    nodes {\n      name\n      conversations(first: 10) {\n' +
+    '        nodes {\n          topic\n          messages(last: 20) {\n            nodes { content timestamp sender { name } }\n' +
+    '          }\n        }\n      }\n    }\n  }\n}\n';
+  ReactDOM.createRoot(root).render(React.createElement(GraphiQL, {
+    fetcher: fetcher,
+    defaultQuery: example,
+    defaultHeaders: JSON.stringify(JSON.parse(root.dataset.headers || '{}'), null, 2),
+    headers: JSON.stringify(JSON.parse(root.dataset.headers || '{}'), null, 2),
+    shouldPersistHeaders: false
+  }));
+})();
+"#;

@@ -1,0 +1,127 @@
+//! `Message`, its connection and search hits.
+
+use async_graphql::{Context, Json, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::db::messages::Message as MessageRow;
+use crate::error::{AppError, AppResult};
+use crate::graphql::connection::PageInfo;
+use crate::graphql::context::load;
+use crate::graphql::conversation::Conversation;
+use crate::graphql::loaders::{ConversationKey, MessageCountKey, UserKey};
+use crate::graphql::user::User;
+
+/// A message in a conversation.
+pub struct Message(pub MessageRow);
+
+#[Object]
+impl Message {
+    /// Primary key.
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+    /// The conversation it belongs to.
+    async fn conversation_id(&self) -> Uuid {
+        self.0.conversation_id
+    }
+    /// The conversation.
+    async fn conversation(&self, ctx: &Context<'_>) -> AppResult<Conversation> {
+        load(ctx, ConversationKey(self.0.conversation_id))
+            .await?
+            .map(Conversation)
+            .ok_or_else(|| AppError::NotFound("conversation not found".into()))
+    }
+    /// The sender's `userId`.
+    async fn sender_id(&self) -> &str {
+        &self.0.sender_id
+    }
+    /// The sender.
+    async fn sender(&self, ctx: &Context<'_>) -> AppResult<User> {
+        load(ctx, UserKey(self.0.sender_id.clone()))
+            .await?
+            .map(User)
+            .ok_or_else(|| AppError::NotFound("sender not found".into()))
+    }
+    /// Free-form JSON object.
+    async fn metadata(&self) -> Json<serde_json::Value> {
+        Json(self.0.metadata.clone())
+    }
+    /// The text.
+    async fn content(&self) -> &str {
+        &self.0.content
+    }
+    /// When it was sent.
+    async fn timestamp(&self) -> DateTime<Utc> {
+        self.0.timestamp
+    }
+    /// When the row was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// When the row last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
+/// An edge of a message list.
+#[derive(SimpleObject)]
+pub struct MessageEdge {
+    /// Opaque position, for `after`/`before`.
+    pub cursor: String,
+    /// The message.
+    pub node: Message,
+}
+
+/// A page of messages.
+pub struct MessageConnection {
+    /// The page's edges.
+    pub edges: Vec<MessageEdge>,
+    /// Relay page information.
+    pub page_info: PageInfo,
+    /// Batched total.
+    pub count_key: MessageCountKey,
+}
+
+#[Object]
+impl MessageConnection {
+    /// Edges with cursors.
+    async fn edges(&self) -> &[MessageEdge] {
+        &self.edges
+    }
+    /// The messages alone.
+    async fn nodes(&self) -> Vec<&Message> {
+        self.edges.iter().map(|e| &e.node).collect()
+    }
+    /// Relay page information.
+    async fn page_info(&self) -> &PageInfo {
+        &self.page_info
+    }
+    /// All matching messages (one grouped statement for all lists, only when asked).
+    async fn total_count(&self, ctx: &Context<'_>) -> AppResult<i32> {
+        Ok(load(ctx, self.count_key.clone()).await?.unwrap_or(0) as i32)
+    }
+}
+
+/// A full-text search hit.
+#[derive(SimpleObject)]
+pub struct SearchHitEdge {
+    /// Opaque position, for `after`.
+    pub cursor: String,
+    /// The message.
+    pub node: Message,
+    /// `ts_rank` relevance.
+    pub rank: f32,
+    /// Snippet with matches in `<b>…</b>`.
+    pub headline: String,
+}
+
+/// A page of search hits, best first.
+#[derive(SimpleObject)]
+pub struct SearchConnection {
+    /// Hits with cursors.
+    pub edges: Vec<SearchHitEdge>,
+    /// Relay page information.
+    pub page_info: PageInfo,
+}

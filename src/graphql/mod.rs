@@ -1,0 +1,96 @@
+//! The GraphQL API: schema, types, loaders, filters and the HTTP endpoint.
+
+pub mod connection;
+pub mod context;
+pub mod conversation;
+pub mod filters;
+pub mod http;
+pub mod loaders;
+pub mod message;
+pub mod mutation;
+pub mod query;
+pub mod user;
+pub mod workspace;
+
+use async_graphql::{EmptySubscription, SDLExportOptions, Schema, ServerError, Value};
+
+use crate::error::AppError;
+
+/// The Cortex schema.
+pub type CortexSchema = Schema<query::QueryRoot, mutation::MutationRoot, EmptySubscription>;
+
+/// Largest query depth accepted.
+pub const MAX_DEPTH: usize = 12;
+/// Largest query complexity accepted.
+pub const MAX_COMPLEXITY: usize = 5_000;
+
+/// Builds the schema.
+pub fn build_schema() -> CortexSchema {
+    Schema::build(query::QueryRoot, mutation::MutationRoot, EmptySubscription)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .finish()
+}
+
+/// The schema's SDL, sorted so that it is stable (what `schema.graphql` holds).
+pub fn sdl() -> String {
+    build_schema().sdl_with_options(SDLExportOptions::new().sorted_fields().sorted_enum_items())
+}
+
+/// Gives every error a stable `extensions.code`, the one place errors are mapped:
+/// our [`AppError`] keeps its code; a database error that slipped through is mapped
+/// (so SQL never reaches a client); errors from the GraphQL engine itself (parse,
+/// validation, argument coercion) are `BAD_USER_INPUT`; anything else is `INTERNAL`.
+pub fn normalize_error(mut error: ServerError) -> ServerError {
+    let has_code = error
+        .extensions
+        .as_ref()
+        .is_some_and(|e| e.get("code").is_some());
+    if has_code {
+        return error;
+    }
+    let mapped: Option<AppError> = match &error.source {
+        Some(source) => {
+            if let Some(app) = source.downcast_ref::<AppError>() {
+                Some(app.clone())
+            } else if let Some(app) = source.downcast_ref::<std::sync::Arc<AppError>>() {
+                Some((**app).clone())
+            } else if let Some(db) = source.downcast_ref::<diesel::result::Error>() {
+                Some(map_diesel(db))
+            } else {
+                Some(AppError::internal(&error.message))
+            }
+        }
+        None => None,
+    };
+    let (message, code, field) = match mapped {
+        Some(app) => {
+            let field = match &app {
+                AppError::BadUserInput { field, .. } => field.clone(),
+                _ => None,
+            };
+            (app.to_string(), app.code(), field)
+        }
+        None => (error.message.clone(), "BAD_USER_INPUT", None),
+    };
+    error.message = message;
+    let ext = error.extensions.get_or_insert_with(Default::default);
+    ext.set("code", Value::from(code));
+    if let Some(field) = field {
+        ext.set("field", Value::from(field));
+    }
+    error
+}
+
+fn map_diesel(error: &diesel::result::Error) -> AppError {
+    use diesel::result::Error as E;
+    // diesel's error is not Clone; rebuild the cases the mapping distinguishes.
+    match error {
+        E::NotFound => AppError::NotFound("record not found".into()),
+        E::DatabaseError(kind, info) => AppError::from(E::DatabaseError(
+            *kind,
+            Box::new(info.message().to_string()),
+        )),
+        other => AppError::internal(other),
+    }
+}

@@ -1,0 +1,419 @@
+//! The `Mutation` root: the seed's services, each checked against the caller.
+
+use async_graphql::{Context, InputObject, Json, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::db::conversations::{self, ConversationChanges, NewConversation};
+use crate::db::messages::{self, MessageChanges, NewMessage};
+use crate::db::workspaces::{self, NewWorkspace, WorkspaceChanges};
+use crate::error::{AppError, AppResult};
+use crate::graphql::context::{caller, conn};
+use crate::graphql::conversation::Conversation;
+use crate::graphql::message::Message;
+use crate::graphql::query::authorize;
+use crate::graphql::workspace::Workspace;
+
+/// Write operations.
+pub struct MutationRoot;
+
+/// A new workspace.
+#[derive(InputObject)]
+pub struct CreateWorkspaceInput {
+    /// 1 to 100 characters.
+    pub name: String,
+    /// Free text.
+    #[graphql(default)]
+    pub description: String,
+    /// A JSON object.
+    pub metadata: Option<Json<Value>>,
+}
+
+/// Changes to a workspace; omitted fields stay as they are.
+#[derive(InputObject)]
+pub struct UpdateWorkspaceInput {
+    /// 1 to 100 characters.
+    pub name: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// A JSON object (replaces the old one).
+    pub metadata: Option<Json<Value>>,
+}
+
+/// A new conversation.
+#[derive(InputObject)]
+pub struct CreateConversationInput {
+    /// The workspace (must be the caller's).
+    pub workspace_id: Uuid,
+    /// 1 to 200 characters.
+    pub topic: String,
+    /// `userId`s taking part (the caller is always added).
+    #[graphql(default)]
+    pub participant_ids: Vec<String>,
+    /// A JSON object.
+    pub metadata: Option<Json<Value>>,
+}
+
+/// The first conversation of a new workspace.
+#[derive(InputObject)]
+pub struct FirstConversationInput {
+    /// 1 to 200 characters.
+    pub topic: String,
+    /// `userId`s taking part (the caller is always added).
+    #[graphql(default)]
+    pub participant_ids: Vec<String>,
+    /// A JSON object.
+    pub metadata: Option<Json<Value>>,
+}
+
+/// Changes to a conversation; omitted fields stay as they are.
+#[derive(InputObject)]
+pub struct UpdateConversationInput {
+    /// 1 to 200 characters.
+    pub topic: Option<String>,
+    /// Replaces the participants.
+    pub participant_ids: Option<Vec<String>>,
+    /// A JSON object (replaces the old one).
+    pub metadata: Option<Json<Value>>,
+}
+
+/// A message from the caller.
+#[derive(InputObject)]
+pub struct SendMessageInput {
+    /// The conversation (in one of the caller's workspaces).
+    pub conversation_id: Uuid,
+    /// Non-empty text.
+    pub content: String,
+    /// A JSON object.
+    pub metadata: Option<Json<Value>>,
+    /// When it was sent (default: now).
+    pub timestamp: Option<DateTime<Utc>>,
+}
+
+/// Changes to a message; omitted fields stay as they are.
+#[derive(InputObject)]
+pub struct UpdateMessageInput {
+    /// Non-empty text.
+    pub content: Option<String>,
+    /// A JSON object (replaces the old one).
+    pub metadata: Option<Json<Value>>,
+}
+
+/// What `createWorkspaceWithConversation` wrote.
+#[derive(SimpleObject)]
+pub struct WorkspaceWithConversation {
+    /// The new workspace.
+    pub workspace: Workspace,
+    /// Its first conversation.
+    pub conversation: Conversation,
+}
+
+/// Largest message accepted, in bytes.
+pub const MAX_CONTENT_BYTES: usize = 100_000;
+
+fn check_len(field: &str, value: &str, max: usize) -> AppResult<()> {
+    let n = value.chars().count();
+    if value.trim().is_empty() || n > max {
+        return Err(AppError::bad_input(
+            field,
+            format!("`{field}` must be 1 to {max} characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_metadata(metadata: Option<Json<Value>>) -> AppResult<Option<Value>> {
+    match metadata {
+        None => Ok(None),
+        Some(Json(v)) if v.is_object() => Ok(Some(v)),
+        Some(_) => Err(AppError::bad_input(
+            "metadata",
+            "`metadata` must be a JSON object",
+        )),
+    }
+}
+
+fn check_content(content: &str) -> AppResult<()> {
+    if content.trim().is_empty() {
+        return Err(AppError::bad_input(
+            "content",
+            "`content` must not be empty",
+        ));
+    }
+    if content.len() > MAX_CONTENT_BYTES {
+        return Err(AppError::bad_input(
+            "content",
+            format!("`content` must be at most {MAX_CONTENT_BYTES} bytes"),
+        ));
+    }
+    if content.contains('\0') {
+        return Err(AppError::bad_input(
+            "content",
+            "`content` must not contain NUL characters",
+        ));
+    }
+    Ok(())
+}
+
+fn participants(me: &str, mut ids: Vec<String>) -> AppResult<Vec<String>> {
+    if ids.len() > 1000 || ids.iter().any(|i| i.is_empty() || i.len() > 255) {
+        return Err(AppError::bad_input(
+            "participantIds",
+            "`participantIds` must hold at most 1000 non-empty ids",
+        ));
+    }
+    if !ids.iter().any(|i| i == me) {
+        ids.insert(0, me.to_string());
+    }
+    ids.dedup();
+    Ok(ids)
+}
+
+fn owned<T>(row: Option<T>, owner: impl Fn(&T) -> String) -> Option<(T, String)> {
+    row.map(|r| {
+        let o = owner(&r);
+        (r, o)
+    })
+}
+
+#[Object(name = "Mutation")]
+impl MutationRoot {
+    /// Creates a workspace owned by the caller.
+    async fn create_workspace(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateWorkspaceInput,
+    ) -> AppResult<Workspace> {
+        let me = caller(ctx)?;
+        check_len("name", &input.name, 100)?;
+        let new = NewWorkspace {
+            name: input.name,
+            description: input.description,
+            owner_id: me.user_id.clone(),
+            metadata: check_metadata(input.metadata)?.unwrap_or_else(|| serde_json::json!({})),
+        };
+        Ok(Workspace(
+            workspaces::create(&mut *conn(ctx).await?, &new).await?,
+        ))
+    }
+
+    /// Changes one of the caller's workspaces.
+    async fn update_workspace(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+        input: UpdateWorkspaceInput,
+    ) -> AppResult<Workspace> {
+        let me = caller(ctx)?;
+        if let Some(name) = &input.name {
+            check_len("name", name, 100)?;
+        }
+        let changes = WorkspaceChanges {
+            name: input.name,
+            description: input.description,
+            metadata: check_metadata(input.metadata)?,
+        };
+        let mut c = conn(ctx).await?;
+        authorize(
+            owned(workspaces::get(&mut c, id).await?, |w| w.owner_id.clone()),
+            &me.user_id,
+            "workspace",
+        )?;
+        if changes.name.is_none() && changes.description.is_none() && changes.metadata.is_none() {
+            return Ok(Workspace(workspaces::get(&mut c, id).await?.ok_or_else(
+                || AppError::NotFound("workspace not found".into()),
+            )?));
+        }
+        workspaces::update(&mut c, id, &changes)
+            .await?
+            .map(Workspace)
+            .ok_or_else(|| AppError::NotFound("workspace not found".into()))
+    }
+
+    /// Deletes one of the caller's workspaces with everything in it; returns its id.
+    async fn delete_workspace(&self, ctx: &Context<'_>, id: Uuid) -> AppResult<Uuid> {
+        let me = caller(ctx)?;
+        let mut c = conn(ctx).await?;
+        authorize(
+            owned(workspaces::get(&mut c, id).await?, |w| w.owner_id.clone()),
+            &me.user_id,
+            "workspace",
+        )?;
+        workspaces::delete(&mut c, id).await?;
+        Ok(id)
+    }
+
+    /// Creates a conversation in one of the caller's workspaces.
+    async fn create_conversation(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateConversationInput,
+    ) -> AppResult<Conversation> {
+        let me = caller(ctx)?;
+        check_len("topic", &input.topic, 200)?;
+        let new = NewConversation {
+            workspace_id: input.workspace_id,
+            topic: input.topic,
+            participant_ids: participants(&me.user_id, input.participant_ids)?,
+            metadata: check_metadata(input.metadata)?.unwrap_or_else(|| serde_json::json!({})),
+        };
+        let mut c = conn(ctx).await?;
+        authorize(
+            owned(workspaces::get(&mut c, new.workspace_id).await?, |w| {
+                w.owner_id.clone()
+            }),
+            &me.user_id,
+            "workspace",
+        )?;
+        Ok(Conversation(conversations::create(&mut c, &new).await?))
+    }
+
+    /// Changes a conversation in one of the caller's workspaces.
+    async fn update_conversation(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+        input: UpdateConversationInput,
+    ) -> AppResult<Conversation> {
+        let me = caller(ctx)?;
+        if let Some(topic) = &input.topic {
+            check_len("topic", topic, 200)?;
+        }
+        let changes = ConversationChanges {
+            topic: input.topic,
+            participant_ids: input
+                .participant_ids
+                .map(|p| participants(&me.user_id, p))
+                .transpose()?,
+            metadata: check_metadata(input.metadata)?,
+        };
+        let mut c = conn(ctx).await?;
+        let current = authorize(
+            conversations::get_with_owner(&mut c, id).await?,
+            &me.user_id,
+            "conversation",
+        )?;
+        if changes.topic.is_none()
+            && changes.participant_ids.is_none()
+            && changes.metadata.is_none()
+        {
+            return Ok(Conversation(current));
+        }
+        conversations::update(&mut c, id, &changes)
+            .await?
+            .map(Conversation)
+            .ok_or_else(|| AppError::NotFound("conversation not found".into()))
+    }
+
+    /// Deletes a conversation (with its messages); returns its id.
+    async fn delete_conversation(&self, ctx: &Context<'_>, id: Uuid) -> AppResult<Uuid> {
+        let me = caller(ctx)?;
+        let mut c = conn(ctx).await?;
+        authorize(
+            conversations::get_with_owner(&mut c, id).await?,
+            &me.user_id,
+            "conversation",
+        )?;
+        conversations::delete(&mut c, id).await?;
+        Ok(id)
+    }
+
+    /// Sends a message from the caller (timestamp defaults to now).
+    async fn send_message(&self, ctx: &Context<'_>, input: SendMessageInput) -> AppResult<Message> {
+        let me = caller(ctx)?;
+        check_content(&input.content)?;
+        let new = NewMessage {
+            conversation_id: input.conversation_id,
+            sender_id: me.user_id.clone(),
+            content: input.content,
+            timestamp: input.timestamp.unwrap_or_else(Utc::now),
+            metadata: check_metadata(input.metadata)?.unwrap_or_else(|| serde_json::json!({})),
+        };
+        let mut c = conn(ctx).await?;
+        authorize(
+            conversations::get_with_owner(&mut c, new.conversation_id).await?,
+            &me.user_id,
+            "conversation",
+        )?;
+        Ok(Message(messages::create(&mut c, &new).await?))
+    }
+
+    /// Changes a message in one of the caller's workspaces.
+    async fn update_message(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+        input: UpdateMessageInput,
+    ) -> AppResult<Message> {
+        let me = caller(ctx)?;
+        if let Some(content) = &input.content {
+            check_content(content)?;
+        }
+        let changes = MessageChanges {
+            content: input.content,
+            metadata: check_metadata(input.metadata)?,
+        };
+        let mut c = conn(ctx).await?;
+        let current = authorize(
+            messages::get_with_owner(&mut c, id).await?,
+            &me.user_id,
+            "message",
+        )?;
+        if changes.content.is_none() && changes.metadata.is_none() {
+            return Ok(Message(current));
+        }
+        messages::update(&mut c, id, &changes)
+            .await?
+            .map(Message)
+            .ok_or_else(|| AppError::NotFound("message not found".into()))
+    }
+
+    /// Deletes a message; returns its id.
+    async fn delete_message(&self, ctx: &Context<'_>, id: Uuid) -> AppResult<Uuid> {
+        let me = caller(ctx)?;
+        let mut c = conn(ctx).await?;
+        authorize(
+            messages::get_with_owner(&mut c, id).await?,
+            &me.user_id,
+            "message",
+        )?;
+        messages::delete(&mut c, id).await?;
+        Ok(id)
+    }
+
+    /// Creates a workspace and its first conversation in one transaction: both or neither.
+    async fn create_workspace_with_conversation(
+        &self,
+        ctx: &Context<'_>,
+        workspace: CreateWorkspaceInput,
+        conversation: FirstConversationInput,
+    ) -> AppResult<WorkspaceWithConversation> {
+        let me = caller(ctx)?;
+        check_len("workspace.name", &workspace.name, 100)?;
+        check_len("conversation.topic", &conversation.topic, 200)?;
+        let new_workspace = NewWorkspace {
+            name: workspace.name,
+            description: workspace.description,
+            owner_id: me.user_id.clone(),
+            metadata: check_metadata(workspace.metadata)?.unwrap_or_else(|| serde_json::json!({})),
+        };
+        let new_conversation = NewConversation {
+            workspace_id: Uuid::nil(),
+            topic: conversation.topic,
+            participant_ids: participants(&me.user_id, conversation.participant_ids)?,
+            metadata: check_metadata(conversation.metadata)?
+                .unwrap_or_else(|| serde_json::json!({})),
+        };
+        let (w, c) = workspaces::create_workspace_with_conversation(
+            &mut *conn(ctx).await?,
+            new_workspace,
+            new_conversation,
+        )
+        .await?;
+        Ok(WorkspaceWithConversation {
+            workspace: Workspace(w),
+            conversation: Conversation(c),
+        })
+    }
+}

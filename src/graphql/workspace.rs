@@ -1,0 +1,187 @@
+//! `Workspace` and its connection.
+
+use async_graphql::{Context, Enum, Json, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::db::workspaces::Workspace as WorkspaceRow;
+use crate::db::{Page, TimeOrder};
+use crate::error::{AppError, AppResult};
+use crate::graphql::connection::{page_args, page_info, PageInfo};
+use crate::graphql::context::load;
+use crate::graphql::conversation::{Conversation, ConversationConnection, ConversationEdge};
+use crate::graphql::filters::ConversationFilter;
+use crate::graphql::loaders::{ConversationCountKey, ConversationPageKey, PageQuery, UserKey};
+use crate::graphql::user::User;
+
+/// The orders a list of workspaces or conversations can be read in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Default)]
+pub enum ListOrder {
+    /// Newest first.
+    #[default]
+    CreatedAtDesc,
+    /// Oldest first.
+    CreatedAtAsc,
+    /// Most recently updated first.
+    UpdatedAtDesc,
+    /// Least recently updated first.
+    UpdatedAtAsc,
+}
+
+impl From<ListOrder> for TimeOrder {
+    fn from(order: ListOrder) -> Self {
+        match order {
+            ListOrder::CreatedAtDesc => TimeOrder::CreatedDesc,
+            ListOrder::CreatedAtAsc => TimeOrder::CreatedAsc,
+            ListOrder::UpdatedAtDesc => TimeOrder::UpdatedDesc,
+            ListOrder::UpdatedAtAsc => TimeOrder::UpdatedAsc,
+        }
+    }
+}
+
+/// A workspace: owned by one user, holding conversations.
+pub struct Workspace(pub WorkspaceRow);
+
+#[Object]
+impl Workspace {
+    /// Primary key.
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+    /// 1 to 100 characters.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// Free text.
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+    /// The owner's `userId`.
+    async fn owner_id(&self) -> &str {
+        &self.0.owner_id
+    }
+    /// The owner.
+    async fn owner(&self, ctx: &Context<'_>) -> AppResult<User> {
+        load(ctx, UserKey(self.0.owner_id.clone()))
+            .await?
+            .map(User)
+            .ok_or_else(|| AppError::NotFound("owner not found".into()))
+    }
+    /// Free-form JSON object.
+    async fn metadata(&self) -> Json<serde_json::Value> {
+        Json(self.0.metadata.clone())
+    }
+    /// When the row was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// When the row last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+
+    /// The workspace's conversations, a keyset page at a time (newest first by default).
+    #[allow(clippy::too_many_arguments)]
+    async fn conversations(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        filter: Option<ConversationFilter>,
+        #[graphql(default)] order_by: ListOrder,
+    ) -> AppResult<ConversationConnection> {
+        let order = TimeOrder::from(order_by);
+        let args = page_args(first, after.as_deref(), last, before.as_deref(), order)?;
+        let query = PageQuery::new(ConversationFilter::to_db(filter.as_ref())?, args);
+        let key = ConversationPageKey {
+            parent: self.0.id,
+            query,
+        };
+        let page = load(ctx, key.clone()).await?.unwrap_or(Page {
+            rows: vec![],
+            has_next: false,
+            has_previous: false,
+        });
+        let (page_info, cursors) = page_info(&page, order, |c| match order {
+            TimeOrder::CreatedAsc | TimeOrder::CreatedDesc => (c.created_at, c.id),
+            _ => (c.updated_at, c.id),
+        });
+        let edges = page
+            .rows
+            .into_iter()
+            .zip(cursors)
+            .map(|(row, cursor)| ConversationEdge {
+                cursor,
+                node: Conversation(row),
+            })
+            .collect();
+        Ok(ConversationConnection {
+            edges,
+            page_info,
+            count_key: Some(ConversationCountKey(key)),
+        })
+    }
+
+    /// How many conversations match `filter`.
+    async fn conversation_count(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<ConversationFilter>,
+    ) -> AppResult<i32> {
+        let query = PageQuery::new(
+            ConversationFilter::to_db(filter.as_ref())?,
+            Default::default(),
+        );
+        let n = load(
+            ctx,
+            ConversationCountKey(ConversationPageKey {
+                parent: self.0.id,
+                query,
+            }),
+        )
+        .await?;
+        Ok(n.unwrap_or(0) as i32)
+    }
+}
+
+/// An edge of a workspace list.
+#[derive(SimpleObject)]
+pub struct WorkspaceEdge {
+    /// Opaque position, for `after`/`before`.
+    pub cursor: String,
+    /// The workspace.
+    pub node: Workspace,
+}
+
+/// A page of workspaces.
+pub struct WorkspaceConnection {
+    /// The page's edges.
+    pub edges: Vec<WorkspaceEdge>,
+    /// Relay page information.
+    pub page_info: PageInfo,
+    /// Computes the total on demand.
+    pub total:
+        Box<dyn Fn() -> futures_util::future::BoxFuture<'static, AppResult<i64>> + Send + Sync>,
+}
+
+#[Object]
+impl WorkspaceConnection {
+    /// Edges with cursors.
+    async fn edges(&self) -> &[WorkspaceEdge] {
+        &self.edges
+    }
+    /// The workspaces alone.
+    async fn nodes(&self) -> Vec<&Workspace> {
+        self.edges.iter().map(|e| &e.node).collect()
+    }
+    /// Relay page information.
+    async fn page_info(&self) -> &PageInfo {
+        &self.page_info
+    }
+    /// All matching workspaces (computed only when asked for).
+    async fn total_count(&self) -> AppResult<i32> {
+        Ok((self.total)().await? as i32)
+    }
+}

@@ -1,0 +1,804 @@
+//! The GraphQL API through the real router against a real database: queries,
+//! mutations, error codes, the authorization matrix, pagination, filters, the SQL
+//! statement counts, the playground and the schema snapshot.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::TestDb;
+use cortex::auth::Authenticator;
+use diesel::sql_types::BigInt;
+use diesel_async::RunQueryDsl;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const SECRET: &[u8] = b"graphql-api-test-secret-0123456789";
+
+struct Api {
+    db: TestDb,
+    router: axum::Router,
+    auth: Authenticator,
+}
+
+impl Api {
+    async fn new() -> Self {
+        let db = TestDb::new().await;
+        let state = cortex::AppState::new(db.pool().await, db.config(), SECRET);
+        Self {
+            router: cortex::router(state),
+            db,
+            auth: Authenticator::new(SECRET),
+        }
+    }
+
+    fn token(&self, user: &str) -> String {
+        self.auth
+            .mint(user, Some(&format!("{user} name")), None, 3600)
+    }
+
+    async fn send(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let (status, headers) = (response.status(), response.headers().clone());
+        let body = axum::body::to_bytes(response.into_body(), 16 << 20)
+            .await
+            .unwrap();
+        (status, headers, body.to_vec())
+    }
+
+    async fn raw(&self, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let mut request = Request::post("/graphql").header("content-type", "application/json");
+        if let Some(t) = token {
+            request = request.header("authorization", format!("Bearer {t}"));
+        }
+        let (status, _, bytes) = self
+            .send(request.body(Body::from(body.to_string())).unwrap())
+            .await;
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// Runs a query as `user`; returns the whole response.
+    async fn gql(&self, user: &str, query: &str, variables: Value) -> Value {
+        self.raw(
+            Some(&self.token(user)),
+            json!({"query": query, "variables": variables}),
+        )
+        .await
+        .1
+    }
+
+    /// Runs a query that must succeed; returns `data`.
+    async fn ok(&self, user: &str, query: &str, variables: Value) -> Value {
+        let response = self.gql(user, query, variables).await;
+        assert!(
+            response.get("errors").is_none(),
+            "unexpected errors: {response:#}"
+        );
+        response["data"].clone()
+    }
+}
+
+fn code(response: &Value) -> &str {
+    response["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("<none>")
+}
+
+const CREATE_WS: &str = "mutation($name: String!, $m: JSON) { createWorkspace(input: {name: $name, metadata: $m}) { id name ownerId } }";
+const CREATE_CONV: &str =
+    "mutation($w: UUID!, $t: String!) { createConversation(input: {workspaceId: $w, topic: $t, participantIds: [\"bob\"]}) { id participantIds } }";
+const SEND: &str = "mutation($c: UUID!, $text: String!) { sendMessage(input: {conversationId: $c, content: $text}) { id senderId content } }";
+
+/// alice owns a workspace with a conversation and a message; bob owns nothing yet.
+async fn alice_world(api: &Api) -> (String, String, String) {
+    let ws = api
+        .ok(
+            "alice",
+            CREATE_WS,
+            json!({"name": "Alice's", "m": {"tier": "gold"}}),
+        )
+        .await;
+    let ws_id = ws["createWorkspace"]["id"].as_str().unwrap().to_string();
+    let conv = api
+        .ok("alice", CREATE_CONV, json!({"w": ws_id, "t": "Plans"}))
+        .await;
+    let conv_id = conv["createConversation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let msg = api
+        .ok(
+            "alice",
+            SEND,
+            json!({"c": conv_id, "text": "secret migration plans"}),
+        )
+        .await;
+    let msg_id = msg["sendMessage"]["id"].as_str().unwrap().to_string();
+    (ws_id, conv_id, msg_id)
+}
+
+#[tokio::test]
+async fn schema_graphql_matches_the_running_schema() {
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql")).unwrap();
+    assert!(
+        committed == cortex::graphql::sdl(),
+        "schema.graphql is out of date: refresh it with `cargo run -- print-schema > schema.graphql`"
+    );
+}
+
+#[tokio::test]
+async fn the_first_request_of_a_new_user_creates_their_row_and_me_returns_it() {
+    let api = Api::new().await;
+    let data = api
+        .ok(
+            "carol",
+            "{ me { userId name isActive metadata } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        data["me"],
+        json!({"userId": "carol", "name": "carol name", "isActive": true, "metadata": {}})
+    );
+}
+
+#[tokio::test]
+async fn missing_bad_expired_and_unsigned_tokens_are_unauthenticated() {
+    let api = Api::new().await;
+    let (_, r) = api.raw(None, json!({"query": "{ me { id } }"})).await;
+    assert_eq!(code(&r), "UNAUTHENTICATED");
+    let expired = api.auth.mint("alice", None, None, -3600);
+    let forged =
+        Authenticator::new(b"someone-else-entirely-0123456789").mint("alice", None, None, 3600);
+    for token in [
+        expired.as_str(),
+        forged.as_str(),
+        "not-a-jwt",
+        "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6OTk5OTk5OTk5OX0.",
+    ] {
+        let (status, r) = api
+            .raw(Some(token), json!({"query": "{ me { id } }"}))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(code(&r), "UNAUTHENTICATED", "{token}");
+    }
+}
+
+#[tokio::test]
+async fn a_deactivated_user_is_refused() {
+    let api = Api::new().await;
+    let mut conn = api.db.conn().await;
+    let new = cortex::db::users::NewUser {
+        user_id: "gone".into(),
+        name: "Gone".into(),
+        email: None,
+        metadata: json!({}),
+    };
+    let user = cortex::db::users::create(&mut conn, &new).await.unwrap();
+    let changes = cortex::db::users::UserChanges {
+        is_active: Some(false),
+        ..Default::default()
+    };
+    cortex::db::users::update(&mut conn, user.id, &changes)
+        .await
+        .unwrap();
+    let (status, r) = api
+        .raw(Some(&api.token("gone")), json!({"query": "{ me { id } }"}))
+        .await;
+    assert_eq!(
+        (status, code(&r)),
+        (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED")
+    );
+}
+
+#[tokio::test]
+async fn another_owners_rows_are_forbidden_on_every_read_path() {
+    let api = Api::new().await;
+    let (ws, conv, msg) = alice_world(&api).await;
+    for (query, id) in [
+        ("query($id: UUID!) { workspace(id: $id) { name } }", &ws),
+        (
+            "query($id: UUID!) { conversation(id: $id) { topic } }",
+            &conv,
+        ),
+        ("query($id: UUID!) { message(id: $id) { content } }", &msg),
+    ] {
+        let r = api.gql("bob", query, json!({"id": id})).await;
+        assert_eq!(code(&r), "FORBIDDEN", "{query}");
+        assert!(r["data"].is_null(), "{r}");
+        let missing = api
+            .gql("bob", query, json!({"id": uuid::Uuid::new_v4()}))
+            .await;
+        assert_eq!(code(&missing), "NOT_FOUND", "{query}");
+    }
+    let data = api
+        .ok(
+            "bob",
+            "{ workspaces(first: 10) { totalCount nodes { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["workspaces"], json!({"totalCount": 0, "nodes": []}));
+    let hits = api
+        .ok(
+            "bob",
+            "{ searchMessages(query: \"migration\") { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(hits["searchMessages"]["edges"], json!([]));
+    let scoped = api.gql("bob", "query($w: UUID!) { searchMessages(query: \"migration\", workspaceId: $w) { edges { rank } } }", json!({"w": ws})).await;
+    assert_eq!(code(&scoped), "FORBIDDEN");
+    let scoped = api.gql("bob", "query($c: UUID!) { searchMessages(query: \"migration\", conversationId: $c) { edges { rank } } }", json!({"c": conv})).await;
+    assert_eq!(code(&scoped), "FORBIDDEN");
+    // Alice herself sees everything.
+    let own = api
+        .ok(
+            "alice",
+            "{ searchMessages(query: \"migration\") { edges { node { id } headline } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(own["searchMessages"]["edges"][0]["node"]["id"], json!(msg));
+}
+
+#[tokio::test]
+async fn nested_fields_never_reach_another_owners_rows() {
+    let api = Api::new().await;
+    let (_, alice_conv, _) = alice_world(&api).await;
+    // Bob's own world, with a conversation he names alice as participant in.
+    let ws =
+        api.ok("bob", CREATE_WS, json!({"name": "Bob's"})).await["createWorkspace"]["id"].clone();
+    let conv = api
+        .ok("bob", CREATE_CONV, json!({"w": ws, "t": "Mine"}))
+        .await["createConversation"]["id"]
+        .clone();
+    api.ok("bob", SEND, json!({"c": conv, "text": "hello"}))
+        .await;
+    let data = api
+        .ok(
+            "bob",
+            "{ workspaces(first: 10) { nodes { name conversations(first: 10) { totalCount nodes { id messages(last: 5) { totalCount nodes { content conversation { id workspace { name } } } } } } } } }",
+            json!({}),
+        )
+        .await;
+    let text = data.to_string();
+    assert!(
+        !text.contains("secret") && !text.contains(&alice_conv),
+        "{text}"
+    );
+    assert_eq!(
+        data["workspaces"]["nodes"][0]["conversations"]["nodes"][0]["messages"]["totalCount"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn another_owners_rows_cannot_be_changed_by_any_mutation() {
+    let api = Api::new().await;
+    let (ws, conv, msg) = alice_world(&api).await;
+    let attempts = [
+        ("mutation($id: UUID!) { updateWorkspace(id: $id, input: {name: \"pwned\"}) { id } }", json!({"id": ws})),
+        ("mutation($id: UUID!) { deleteWorkspace(id: $id) }", json!({"id": ws})),
+        ("mutation($id: UUID!) { createConversation(input: {workspaceId: $id, topic: \"x\"}) { id } }", json!({"id": ws})),
+        ("mutation($id: UUID!) { updateConversation(id: $id, input: {topic: \"pwned\"}) { id } }", json!({"id": conv})),
+        ("mutation($id: UUID!) { deleteConversation(id: $id) }", json!({"id": conv})),
+        ("mutation($id: UUID!) { sendMessage(input: {conversationId: $id, content: \"x\"}) { id } }", json!({"id": conv})),
+        ("mutation($id: UUID!) { updateMessage(id: $id, input: {content: \"pwned\"}) { id } }", json!({"id": msg})),
+        ("mutation($id: UUID!) { deleteMessage(id: $id) }", json!({"id": msg})),
+    ];
+    for (query, vars) in attempts {
+        let r = api.gql("bob", query, vars).await;
+        assert_eq!(code(&r), "FORBIDDEN", "{query}: {r}");
+    }
+    let data = api
+        .ok("alice", "query($id: UUID!) { message(id: $id) { content conversation { topic workspace { name } } } }", json!({"id": msg}))
+        .await;
+    assert_eq!(
+        data["message"],
+        json!({"content": "secret migration plans", "conversation": {"topic": "Plans", "workspace": {"name": "Alice's"}}})
+    );
+    let count = api
+        .ok(
+            "alice",
+            "query($id: UUID!) { workspace(id: $id) { conversationCount } }",
+            json!({"id": ws}),
+        )
+        .await;
+    assert_eq!(count["workspace"]["conversationCount"], 1);
+}
+
+#[tokio::test]
+async fn mutations_create_update_and_delete_with_validation() {
+    let api = Api::new().await;
+    let (ws, conv, msg) = alice_world(&api).await;
+    let sent = api
+        .ok("alice", SEND, json!({"c": conv, "text": "second"}))
+        .await;
+    assert_eq!(
+        sent["sendMessage"]["senderId"], "alice",
+        "the caller is the sender"
+    );
+    let conv_row = api.ok("alice", "query($id: UUID!) { conversation(id: $id) { participantIds participants { userId } } }", json!({"id": conv})).await;
+    assert_eq!(
+        conv_row["conversation"]["participantIds"],
+        json!(["alice", "bob"])
+    );
+    let updated = api
+        .ok("alice", "mutation($id: UUID!) { updateWorkspace(id: $id, input: {description: \"new\"}) { name description } }", json!({"id": ws}))
+        .await;
+    assert_eq!(
+        updated["updateWorkspace"],
+        json!({"name": "Alice's", "description": "new"})
+    );
+    let edited = api.ok("alice", "mutation($id: UUID!) { updateMessage(id: $id, input: {content: \"edited\"}) { content } }", json!({"id": msg})).await;
+    assert_eq!(edited["updateMessage"]["content"], "edited");
+
+    for (query, vars, field) in [
+        (CREATE_WS, json!({"name": ""}), "name"),
+        (CREATE_WS, json!({"name": "x".repeat(101)}), "name"),
+        (CREATE_WS, json!({"name": "ok", "m": [1, 2]}), "metadata"),
+        (CREATE_CONV, json!({"w": ws, "t": "t".repeat(201)}), "topic"),
+        (SEND, json!({"c": conv, "text": "   "}), "content"),
+        (SEND, json!({"c": conv, "text": "nul\u{0}byte"}), "content"),
+    ] {
+        let r = api.gql("alice", query, vars).await;
+        assert_eq!(code(&r), "BAD_USER_INPUT", "{r}");
+        assert_eq!(r["errors"][0]["extensions"]["field"], field, "{r}");
+    }
+    let r = api
+        .gql(
+            "alice",
+            "query($id: UUID!) { workspace(id: $id) { id } }",
+            json!({"id": "not-a-uuid"}),
+        )
+        .await;
+    assert_eq!(code(&r), "BAD_USER_INPUT");
+
+    let both = api
+        .ok(
+            "alice",
+            "mutation { createWorkspaceWithConversation(workspace: {name: \"Both\"}, conversation: {topic: \"First\"}) { workspace { id name } conversation { topic workspaceId } } }",
+            json!({}),
+        )
+        .await;
+    let pair = &both["createWorkspaceWithConversation"];
+    assert_eq!(pair["conversation"]["workspaceId"], pair["workspace"]["id"]);
+
+    let deleted = api
+        .ok(
+            "alice",
+            "mutation($id: UUID!) { deleteWorkspace(id: $id) }",
+            json!({"id": ws}),
+        )
+        .await;
+    assert_eq!(deleted["deleteWorkspace"], json!(ws));
+    let gone = api
+        .gql(
+            "alice",
+            "query($id: UUID!) { message(id: $id) { id } }",
+            json!({"id": msg}),
+        )
+        .await;
+    assert_eq!(code(&gone), "NOT_FOUND", "cascaded");
+}
+
+#[tokio::test]
+async fn connections_paginate_both_ways_with_stable_cursors() {
+    let api = Api::new().await;
+    for i in 0..5 {
+        api.ok("alice", CREATE_WS, json!({"name": format!("w{i}")}))
+            .await;
+    }
+    let q = "query($f: Int, $a: String, $l: Int, $b: String) { workspaces(first: $f, after: $a, last: $l, before: $b) { edges { cursor node { name } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }";
+    let names = |d: &Value| {
+        d["workspaces"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["name"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let p1 = api.ok("alice", q, json!({"f": 2})).await;
+    assert_eq!(names(&p1), ["w4", "w3"]);
+    assert_eq!(p1["workspaces"]["pageInfo"]["hasNextPage"], true);
+    let end = p1["workspaces"]["pageInfo"]["endCursor"].clone();
+    api.ok("alice", CREATE_WS, json!({"name": "inserted"}))
+        .await;
+    let p2 = api.ok("alice", q, json!({"f": 2, "a": end})).await;
+    assert_eq!(
+        names(&p2),
+        ["w2", "w1"],
+        "an insert between pages does not shift them"
+    );
+    let p3 = api
+        .ok(
+            "alice",
+            q,
+            json!({"f": 2, "a": p2["workspaces"]["pageInfo"]["endCursor"]}),
+        )
+        .await;
+    assert_eq!(names(&p3), ["w0"]);
+    assert_eq!(p3["workspaces"]["pageInfo"]["hasNextPage"], false);
+    let back = api
+        .ok(
+            "alice",
+            q,
+            json!({"l": 2, "b": p3["workspaces"]["edges"][0]["cursor"]}),
+        )
+        .await;
+    assert_eq!(names(&back), ["w2", "w1"]);
+    assert_eq!(back["workspaces"]["pageInfo"]["hasPreviousPage"], true);
+    let exact = api.ok("alice", q, json!({"f": 6})).await;
+    assert_eq!(
+        exact["workspaces"]["pageInfo"]["hasNextPage"], false,
+        "exactly a page"
+    );
+    let empty = api.ok("bob", q, json!({"f": 2})).await;
+    assert_eq!(
+        empty["workspaces"]["pageInfo"],
+        json!({"hasNextPage": false, "hasPreviousPage": false, "startCursor": null, "endCursor": null})
+    );
+    for vars in [
+        json!({"f": 101}),
+        json!({"f": -1}),
+        json!({"f": 2, "a": "bogus"}),
+        json!({"l": 2, "b": "eyJ4Ijox"}),
+    ] {
+        assert_eq!(
+            code(&api.gql("alice", q, vars.clone()).await),
+            "BAD_USER_INPUT",
+            "{vars}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn metadata_filters_compare_nested_numbers_and_strings() {
+    let api = Api::new().await;
+    for (name, m) in [
+        (
+            "gold",
+            json!({"tier": "gold", "priority": 10, "labels": {"team": "core"}}),
+        ),
+        (
+            "silver",
+            json!({"tier": "silver", "priority": "9", "labels": {"team": "web"}}),
+        ),
+        ("plain", json!({})),
+    ] {
+        api.ok("alice", CREATE_WS, json!({"name": name, "m": m}))
+            .await;
+    }
+    let q = "query($f: WorkspaceFilter) { workspaces(first: 10, filter: $f) { totalCount nodes { name } } }";
+    let names = |d: Value| {
+        d["workspaces"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["name"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let cases = [
+        (
+            json!({"metadata": {"contains": {"tier": "gold"}}}),
+            vec!["gold"],
+        ),
+        (
+            json!({"metadata": {"hasKey": "labels"}}),
+            vec!["silver", "gold"],
+        ),
+        (
+            json!({"metadata": {"hasAnyKeys": ["nope", "tier"]}}),
+            vec!["silver", "gold"],
+        ),
+        (
+            json!({"metadata": {"hasAllKeys": ["tier", "nope"]}}),
+            vec![],
+        ),
+        (
+            json!({"metadata": {"path": [{"path": ["labels", "team"], "eq": "web"}]}}),
+            vec!["silver"],
+        ),
+        (
+            json!({"metadata": {"path": [{"path": ["priority"], "gt": 5}]}}),
+            vec!["gold"],
+        ),
+        (
+            json!({"metadata": {"path": [{"path": ["priority"], "gte": "9"}]}}),
+            vec!["silver"],
+        ),
+        (
+            json!({"metadata": {"path": [{"path": ["priority"], "in": [10, "x"]}]}}),
+            vec!["gold"],
+        ),
+        (
+            json!({"metadata": {"path": [{"path": ["priority"], "exists": false}]}}),
+            vec!["plain"],
+        ),
+        (
+            json!({"metadata": {"or": [{"contains": {"tier": "gold"}}, {"contains": {"tier": "silver"}}]}}),
+            vec!["silver", "gold"],
+        ),
+        (
+            json!({"metadata": {"not": {"hasKey": "tier"}}}),
+            vec!["plain"],
+        ),
+        (json!({"nameContains": "SIL"}), vec!["silver"]),
+    ];
+    for (filter, expected) in cases {
+        let data = api.ok("alice", q, json!({"f": filter})).await;
+        assert_eq!(data["workspaces"]["totalCount"], expected.len(), "{filter}");
+        assert_eq!(names(data), expected, "{filter}");
+    }
+    let deep =
+        json!({"metadata": {"not": {"not": {"not": {"not": {"not": {"not": {"hasKey": "x"}}}}}}}});
+    assert_eq!(
+        code(&api.gql("alice", q, json!({"f": deep})).await),
+        "BAD_USER_INPUT"
+    );
+    assert_eq!(
+        code(
+            &api.gql("alice", q, json!({"f": {"metadata": {"contains": 5}}}))
+                .await
+        ),
+        "BAD_USER_INPUT"
+    );
+    assert_eq!(
+        code(
+            &api.gql(
+                "alice",
+                q,
+                json!({"f": {"metadata": {"path": [{"path": ["a"], "gt": [1]}]}}})
+            )
+            .await
+        ),
+        "BAD_USER_INPUT"
+    );
+}
+
+#[derive(diesel::QueryableByName)]
+struct Calls {
+    #[diesel(sql_type = BigInt)]
+    calls: i64,
+}
+
+/// Statements PostgreSQL executed in this test's database, from pg_stat_statements
+/// (excluding the pool's health checks and this query itself).
+async fn statements_run(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
+    let row: Calls = diesel::sql_query(
+        "SELECT coalesce(sum(calls), 0)::bigint AS calls FROM pg_stat_statements
+          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND query NOT LIKE '%pg_stat_statements%' AND query <> 'SELECT $1'",
+    )
+    .get_result(conn)
+    .await
+    .expect("pg_stat_statements (the test cluster preloads it)");
+    row.calls
+}
+
+#[tokio::test]
+async fn a_nested_query_costs_one_statement_per_level() {
+    let api = Api::new().await;
+    let mut conn = api.db.conn().await;
+    diesel::sql_query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // Ten workspaces × three conversations × four messages from two senders.
+    for w in 0..10 {
+        let ws = api
+            .ok("alice", CREATE_WS, json!({"name": format!("w{w}")}))
+            .await["createWorkspace"]["id"]
+            .clone();
+        for c in 0..3 {
+            let conv = api
+                .ok("alice", CREATE_CONV, json!({"w": ws, "t": format!("c{c}")}))
+                .await["createConversation"]["id"]
+                .clone();
+            for m in 0..4 {
+                let sender = if m % 2 == 0 { "alice" } else { "bob" };
+                if sender == "bob" {
+                    let mut conn = api.db.conn().await;
+                    let new = cortex::db::messages::NewMessage {
+                        conversation_id: conv.as_str().unwrap().parse().unwrap(),
+                        sender_id: "bob".into(),
+                        content: format!("m{m}"),
+                        timestamp: chrono::Utc::now(),
+                        metadata: json!({}),
+                    };
+                    let bob = cortex::db::users::NewUser {
+                        user_id: "bob".into(),
+                        name: "Bob".into(),
+                        email: None,
+                        metadata: json!({}),
+                    };
+                    cortex::db::users::get_or_create(&mut conn, &bob)
+                        .await
+                        .unwrap();
+                    cortex::db::messages::create(&mut conn, &new).await.unwrap();
+                } else {
+                    api.ok("alice", SEND, json!({"c": conv, "text": format!("m{m}")}))
+                        .await;
+                }
+            }
+        }
+    }
+    api.ok("alice", "{ me { id } }", json!({})).await; // authenticated and cached
+                                                       // One measuring connection, opened before the first reading.
+    let mut meter = api.db.conn().await;
+
+    let deep = "{ workspaces(first: 10) { nodes { conversations(first: 10) { nodes { messages(last: 20) { nodes { content sender { name } } } } } } } }";
+    let before = statements_run(&mut meter).await;
+    let data = api.ok("alice", deep, json!({})).await;
+    let spent = statements_run(&mut meter).await - before;
+    let convs = data["workspaces"]["nodes"].as_array().unwrap();
+    assert_eq!(convs.len(), 10);
+    assert_eq!(
+        convs[0]["conversations"]["nodes"].as_array().unwrap().len(),
+        3
+    );
+    assert_eq!(
+        convs[0]["conversations"]["nodes"][0]["messages"]["nodes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    assert_eq!(spent, 4, "workspaces, conversations, messages, users");
+
+    let wide = "{ workspaces(first: 10) { totalCount nodes { owner { name } conversationCount conversations(first: 10) { totalCount nodes { workspace { name } participants { name } latestMessages(limit: 2) { id } messageCountsBySender { senderId count } } } } } }";
+    api.ok("alice", wide, json!({})).await; // the pool opens the connections a level runs in parallel
+    let before = statements_run(&mut meter).await;
+    let data = api.ok("alice", wide, json!({})).await;
+    let spent = statements_run(&mut meter).await - before;
+    assert_eq!(data["workspaces"]["totalCount"], 10);
+    assert_eq!(
+        data["workspaces"]["nodes"][0]["conversations"]["nodes"][0]["messageCountsBySender"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // workspaces + total; users (owners) + conversationCount + conversation pages;
+    // conversation totals + workspaces + users (participants) + latest + sender counts.
+    assert_eq!(spent, 10, "one statement per loader per level");
+}
+
+#[tokio::test]
+async fn get_mutations_form_posts_and_oversized_batches_are_refused() {
+    let api = Api::new().await;
+    let token = api.token("alice");
+    let get = Request::get("/graphql?query=mutation%7BdeleteWorkspace(id%3A%2200000000-0000-0000-0000-000000000000%22)%7D")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, _) = api.send(get).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers.get("allow").unwrap(), "POST");
+
+    let get_query = Request::get("/graphql?query=%7Bme%7BuserId%7D%7D")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = api.send(get_query).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["data"]["me"]["userId"],
+        "alice"
+    );
+
+    let form = Request::post("/graphql")
+        .header("content-type", "text/plain")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::from(
+            r#"{"query":"mutation { createWorkspace(input: {name: \"csrf\"}) { id } }"}"#,
+        ))
+        .unwrap();
+    let (status, _, _) = api.send(form).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let count = api
+        .ok("alice", "{ workspaces { totalCount } }", json!({}))
+        .await;
+    assert_eq!(count["workspaces"]["totalCount"], 0, "nothing was written");
+
+    let batch: Vec<Value> = (0..11).map(|_| json!({"query": "{ me { id } }"})).collect();
+    let (status, r) = api.raw(Some(&token), Value::Array(batch)).await;
+    assert_eq!(
+        (status, code(&r)),
+        (StatusCode::BAD_REQUEST, "BAD_USER_INPUT")
+    );
+    let batch: Vec<Value> = (0..2)
+        .map(|i| json!({"query": CREATE_WS, "variables": {"name": format!("b{i}")}}))
+        .collect();
+    let (status, r) = api.raw(Some(&token), Value::Array(batch)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(r.as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn graphiql_and_its_assets_are_served_locally() {
+    let api = Api::new().await;
+    for path in ["/", "/graphiql"] {
+        let (status, headers, body) = api
+            .send(Request::get(path).body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let html = String::from_utf8(body).unwrap();
+        assert!(
+            html.contains("/graphiql/assets/graphiql.min.js") && !html.contains("https://"),
+            "no CDN"
+        );
+        assert!(headers
+            .get("content-security-policy")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("default-src 'self'"));
+    }
+    let sums = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/graphql/assets/SHA256SUMS"
+    ))
+    .unwrap();
+    for line in sums.lines() {
+        let (digest, name) = line.split_once("  ").unwrap();
+        let (status, _, body) = api
+            .send(
+                Request::get(format!("/graphiql/assets/{name}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        let out = std::process::Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(&body)?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).starts_with(digest),
+            "{name} differs from SHA256SUMS"
+        );
+    }
+    let (status, _, _) = api
+        .send(
+            Request::get("/graphiql/assets/nope.js")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn introspection_works_without_a_token() {
+    let api = Api::new().await;
+    let (status, r) = api
+        .raw(
+            None,
+            json!({"query": "{ __schema { queryType { name } } }"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(r["data"]["__schema"]["queryType"]["name"], "Query");
+}
+
+#[tokio::test]
+async fn syntax_errors_and_unknown_fields_are_bad_user_input() {
+    let api = Api::new().await;
+    assert_eq!(
+        code(&api.gql("alice", "{ me { ", json!({})).await),
+        "BAD_USER_INPUT"
+    );
+    assert_eq!(
+        code(&api.gql("alice", "{ nope }", json!({})).await),
+        "BAD_USER_INPUT"
+    );
+}
