@@ -21,7 +21,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
@@ -192,11 +191,6 @@ impl EmbeddedCluster {
         };
         let _ = self.startup.unlock();
         result
-    }
-
-    /// Stops the cluster whoever else uses it (tests that simulate an outage).
-    pub fn force_stop(&self) -> Result<()> {
-        self.pg_ctl(&["stop", "-m", "fast", "-w", "-t", "60"])
     }
 
     /// Whether a postmaster serves this data folder right now.
@@ -547,18 +541,6 @@ pub fn percent_encode(text: &str) -> String {
         }
     }
     out
-}
-
-/// Waits until `check` holds or `timeout` passes.
-pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + timeout;
-    while std::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    check()
 }
 
 #[cfg(test)]
