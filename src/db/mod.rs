@@ -211,6 +211,21 @@ pub enum TimeOrder {
     UpdatedAsc,
 }
 
+impl TimeOrder {
+    /// A row's key under this order: its creation or update time, then its id.
+    pub fn key(
+        self,
+        created: chrono::DateTime<chrono::Utc>,
+        updated: chrono::DateTime<chrono::Utc>,
+        id: uuid::Uuid,
+    ) -> SortKey {
+        match self {
+            TimeOrder::CreatedAsc | TimeOrder::CreatedDesc => (created, id),
+            TimeOrder::UpdatedAsc | TimeOrder::UpdatedDesc => (updated, id),
+        }
+    }
+}
+
 /// A keyset page request, Relay style: `first` rows after a key, or `last` rows
 /// before one. Keys are stable when rows are inserted between pages.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]

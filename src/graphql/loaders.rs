@@ -136,18 +136,6 @@ fn ascending(order: TimeOrder, from_end: bool) -> bool {
     matches!(order, TimeOrder::CreatedAsc | TimeOrder::UpdatedAsc) != from_end
 }
 
-fn time_key(
-    order: TimeOrder,
-    created: chrono::DateTime<chrono::Utc>,
-    updated: chrono::DateTime<chrono::Utc>,
-    id: Uuid,
-) -> SortKey {
-    match order {
-        TimeOrder::CreatedAsc | TimeOrder::CreatedDesc => (created, id),
-        TimeOrder::UpdatedAsc | TimeOrder::UpdatedDesc => (updated, id),
-    }
-}
-
 /// Workspaces of `owner` (a subquery for scoping).
 fn owned_workspaces(
     owner: &str,
@@ -198,7 +186,7 @@ impl Loader<ConversationPageKey> for CortexLoader {
                 &query.args,
                 ascending(order, query.args.from_end()),
                 |r| r.workspace_id,
-                |r| time_key(order, r.created_at, r.updated_at, r.id),
+                |r| order.key(r.created_at, r.updated_at, r.id),
             );
             for (parent, page) in pages {
                 out.insert(

@@ -82,9 +82,8 @@ impl QueryRoot {
         let args = page_args(first, after.as_deref(), last, before.as_deref(), order)?;
         let filter = WorkspaceFilter::to_db(filter.as_ref())?;
         let page = workspaces::list_by_owner(&mut *conn(ctx).await?, &me, &filter, &args).await?;
-        let (page_info, cursors) = page_info(&page, order, |w| match order {
-            TimeOrder::CreatedAsc | TimeOrder::CreatedDesc => (w.created_at, w.id),
-            _ => (w.updated_at, w.id),
+        let (page_info, cursors) = page_info(&page, order, |w| {
+            order.key(w.created_at, w.updated_at, w.id)
         });
         let edges = page
             .rows

@@ -104,9 +104,8 @@ impl Workspace {
             has_next: false,
             has_previous: false,
         });
-        let (page_info, cursors) = page_info(&page, order, |c| match order {
-            TimeOrder::CreatedAsc | TimeOrder::CreatedDesc => (c.created_at, c.id),
-            _ => (c.updated_at, c.id),
+        let (page_info, cursors) = page_info(&page, order, |c| {
+            order.key(c.created_at, c.updated_at, c.id)
         });
         let edges = page
             .rows
