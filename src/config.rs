@@ -13,6 +13,7 @@
 //! | `JWT_SECRET` | — | HS256 secret for bearer tokens; unset on the embedded default → a local one is generated |
 //! | `CORS_ORIGINS` | — | comma-separated allowed origins (permissive on the embedded default) |
 //! | `SHUTDOWN_TIMEOUT` | 30 | seconds in-flight requests get to finish on SIGTERM/Ctrl-C |
+//! | `LOADER_DELAY_US` | 50 | microseconds a dataloader waits to collect the keys of one query level (see `bench/RESULTS.md`) |
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -34,6 +35,9 @@ pub const DEFAULT_PORT: u16 = 8000;
 pub const DEFAULT_DATA_DIR: &str = ".cortex";
 /// Default `SHUTDOWN_TIMEOUT`, in seconds.
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
+/// Default `LOADER_DELAY_US`: measured in `bench/RESULTS.md` (async-graphql's 1 ms
+/// default adds a millisecond per query level for nothing).
+pub const DEFAULT_LOADER_DELAY_US: u64 = 50;
 /// Default `POSTGRES_PORT`.
 pub const DEFAULT_POSTGRES_PORT: u16 = 5432;
 
@@ -90,6 +94,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Bound on finishing in-flight requests at shutdown.
     pub shutdown_timeout: Duration,
+    /// How long a dataloader collects keys before it runs its one statement.
+    pub loader_delay: Duration,
 }
 
 impl Config {
@@ -169,6 +175,13 @@ impl Config {
                 DEFAULT_SHUTDOWN_TIMEOUT_SECS,
                 0..=3600,
                 "a number of seconds from 0 to 3600",
+            )?),
+            loader_delay: Duration::from_micros(parse_in(
+                &get,
+                "LOADER_DELAY_US",
+                DEFAULT_LOADER_DELAY_US,
+                0..=100_000,
+                "a number of microseconds from 0 to 100000",
             )?),
         })
     }

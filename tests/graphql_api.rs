@@ -1,4 +1,4 @@
-//! The GraphQL API through the real router against a real database: queries,
+//! The GraphQL API over real HTTP (the router on a loopback port) against a real database: queries,
 //! mutations, error codes, the authorization matrix, pagination, filters, the SQL
 //! statement counts, the playground and the schema snapshot.
 
@@ -6,18 +6,17 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::TestDb;
+use common::{HttpServer, TestDb};
 use cortex::auth::Authenticator;
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 const SECRET: &[u8] = b"graphql-api-test-secret-0123456789";
 
 struct Api {
     db: TestDb,
-    router: axum::Router,
+    http: HttpServer,
     auth: Authenticator,
 }
 
@@ -26,7 +25,7 @@ impl Api {
         let db = TestDb::new().await;
         let state = cortex::AppState::new(db.pool().await, db.config(), SECRET);
         Self {
-            router: cortex::router(state),
+            http: HttpServer::start(state).await,
             db,
             auth: Authenticator::new(SECRET),
         }
@@ -38,12 +37,7 @@ impl Api {
     }
 
     async fn send(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let (status, headers) = (response.status(), response.headers().clone());
-        let body = axum::body::to_bytes(response.into_body(), 16 << 20)
-            .await
-            .unwrap();
-        (status, headers, body.to_vec())
+        self.http.send(request).await
     }
 
     async fn raw(&self, token: Option<&str>, body: Value) -> (StatusCode, Value) {

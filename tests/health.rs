@@ -1,21 +1,16 @@
-//! `GET /health` through the real router.
+//! `GET /health` over real HTTP.
 
 mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::TestDb;
-use tower::ServiceExt;
+use common::{HttpServer, TestDb};
 
 async fn get_health(state: cortex::AppState) -> (StatusCode, serde_json::Value) {
-    let response = cortex::router(state)
-        .oneshot(Request::get("/health").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap();
+    let server = HttpServer::start(state).await;
+    let (status, _, bytes) = server
+        .send(Request::get("/health").body(Body::empty()).unwrap())
+        .await;
     (status, serde_json::from_slice(&bytes).unwrap())
 }
 

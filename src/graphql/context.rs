@@ -11,10 +11,6 @@ use crate::db::{Database, DbConn, QueryStats};
 use crate::error::{AppError, AppResult};
 use crate::graphql::loaders::CortexLoader;
 
-/// How long loaders wait to collect keys before running their batch. The keys of one
-/// query level are all requested in the same poll, so a short wait suffices.
-pub const LOADER_DELAY: std::time::Duration = std::time::Duration::from_micros(200);
-
 /// Per-request state, created by the HTTP handler and never shared between requests.
 pub struct RequestContext {
     /// The authenticated caller, when a token was given.
@@ -27,15 +23,17 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    /// State for one request.
-    pub fn new(db: Database, caller: Option<Caller>) -> Self {
+    /// State for one request. `loader_delay` is how long loaders collect keys
+    /// before running their batch: the keys of one query level are all requested
+    /// in the same poll, so a short wait suffices (`LOADER_DELAY_US`).
+    pub fn new(db: Database, caller: Option<Caller>, loader_delay: std::time::Duration) -> Self {
         let stats = Arc::new(QueryStats::default());
         let loader = caller.as_ref().map(|c| {
             DataLoader::new(
                 CortexLoader::new(db.clone(), c.user_id.clone(), stats.clone()),
                 tokio::spawn,
             )
-            .delay(LOADER_DELAY)
+            .delay(loader_delay)
         });
         Self {
             caller,

@@ -62,7 +62,11 @@ async fn context_for(
             };
             error_response(status, e)
         })?;
-    Ok(RequestContext::new(state.app.db.clone(), caller))
+    Ok(RequestContext::new(
+        state.app.db.clone(),
+        caller,
+        state.app.config.loader_delay,
+    ))
 }
 
 fn finish(mut response: GqlResponse, ctx_stats: Option<(u64, f64)>) -> GqlResponse {

@@ -292,3 +292,46 @@ impl Drop for TestDb {
         });
     }
 }
+
+/// The real router served on a loopback TCP port, so tests talk HTTP the way
+/// clients do (headers, body limits and status lines all go over the wire).
+pub struct HttpServer {
+    pub base: String,
+    client: reqwest::Client,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpServer {
+    pub async fn start(state: cortex::AppState) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = cortex::router(state);
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            _task: task,
+        }
+    }
+
+    /// Sends `request` (its URI is a path) and returns status, headers and body.
+    pub async fn send(
+        &self,
+        request: axum::http::Request<axum::body::Body>,
+    ) -> (axum::http::StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let (parts, body) = request.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        let response = self
+            .client
+            .request(parts.method, format!("{}{}", self.base, parts.uri))
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await
+            .expect("request over loopback");
+        let (status, headers) = (response.status(), response.headers().clone());
+        (status, headers, response.bytes().await.unwrap().to_vec())
+    }
+}
