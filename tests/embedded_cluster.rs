@@ -196,3 +196,144 @@ fn cleanup_relocated(real: &Path, data_dir: &Path) {
         }
     }
 }
+
+/// Chromium driven through chromedriver (Debian's `chromium` and `chromium-driver`;
+/// `.ci/run` installs them). Headless, no sandbox (root), and no background
+/// networking: the machine has no internet, and the page must not need it.
+struct Browser {
+    driver: Child,
+    client: fantoccini::Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// `None` when chromedriver is missing outside CI; in CI its absence fails the test.
+    async fn start() -> Option<Self> {
+        let Some(chromedriver) = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+        else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must install chromium and chromium-driver"
+            );
+            eprintln!(
+                "SKIPPED: chromedriver is not installed (apt-get install chromium chromium-driver)"
+            );
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn chromedriver");
+        let profile = tempfile::tempdir().unwrap();
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match fantoccini::ClientBuilder::new(connector)
+                .capabilities(capabilities.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(client) => break client,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("chromedriver did not start a session: {e}"),
+            }
+        };
+        Some(Self {
+            driver,
+            client,
+            _profile: profile,
+        })
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+#[test]
+fn graphiql_runs_the_nested_example_with_the_prefilled_token_in_a_headless_browser() {
+    use fantoccini::Locator;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let running = serve_dir(&data_dir);
+    let base = running.base.clone();
+    let result = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let browser = Browser::start().await?;
+        let c = &browser.client;
+        c.goto(&format!("{base}/")).await.expect("open GraphiQL");
+        // The prefilled example and token: one click on Run.
+        let run = c
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css(".graphiql-execute-button"))
+            .await
+            .expect("GraphiQL rendered (its assets come from Cortex itself)");
+        run.click().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // The result pane is a CodeMirror editor that renders only its visible
+        // lines: read the whole value through the editor.
+        let read_result = "var cm = document.querySelector('.result-window .CodeMirror'); \
+             return cm ? cm.CodeMirror.getValue() : '';";
+        let text = loop {
+            let value = c
+                .execute(read_result, vec![])
+                .await
+                .expect("read the result");
+            let text = value.as_str().unwrap_or_default().to_string();
+            if text.contains("\"data\"") || text.contains("\"errors\"") {
+                break text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no result in GraphiQL after 30 s:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let _ = browser.client.clone().close().await;
+        Some(text)
+    });
+    interrupt(running);
+    cleanup_relocated(
+        &std::fs::canonicalize(&data_dir).unwrap_or(data_dir.clone()),
+        &data_dir,
+    );
+    if let Some(text) = result {
+        assert!(
+            !text.contains("\"errors\""),
+            "GraphiQL showed errors:\n{text}"
+        );
+        for expected in ["Product", "Roadmap 2027", "Demo User"] {
+            assert!(
+                text.contains(expected),
+                "{expected} missing from the result:\n{text}"
+            );
+        }
+    }
+}
