@@ -796,3 +796,46 @@ async fn syntax_errors_and_unknown_fields_are_bad_user_input() {
         "BAD_USER_INPUT"
     );
 }
+
+#[tokio::test]
+async fn the_standard_introspection_query_of_client_tools_is_answered() {
+    let api = Api::new().await;
+    let query = include_str!("fixtures/introspection.graphql");
+    let data = api.ok("alice", query, json!({})).await;
+    let types: Vec<&str> = data["__schema"]["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "Workspace",
+        "MetadataFilter",
+        "JsonPathPredicate",
+        "UUID",
+        "DateTime",
+        "JSON",
+    ] {
+        assert!(types.contains(&expected), "{expected} missing: {types:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_query_deeper_than_the_limit_is_refused_before_any_sql() {
+    let api = Api::new().await;
+    api.ok("alice", "{ me { id } }", json!({})).await; // the caller's row exists
+                                                       // 11 levels: workspaces → … → message → conversation → workspace → conversations → topic.
+    let deep = "{ workspaces(first: 1) { nodes { conversations(first: 1) { nodes { messages(first: 1) { nodes { conversation { workspace { conversations(first: 1) { nodes { topic } } } } } } } } } } }";
+    let mut meter = api.db.conn().await;
+    diesel::sql_query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(&mut meter)
+        .await
+        .unwrap();
+    let before = statements_run(&mut meter).await;
+    let response = api.gql("alice", deep, json!({})).await;
+    let spent = statements_run(&mut meter).await - before;
+    assert_eq!(code(&response), "BAD_USER_INPUT", "{response:#}");
+    assert_eq!(response["errors"][0]["extensions"]["limit"], "depth");
+    assert!(response["data"].is_null(), "{response:#}");
+    assert_eq!(spent, 0, "SQL ran for a refused query");
+}

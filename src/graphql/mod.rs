@@ -5,6 +5,7 @@ pub mod context;
 pub mod conversation;
 pub mod filters;
 pub mod http;
+pub mod limits;
 pub mod loaders;
 pub mod message;
 pub mod mutation;
@@ -19,15 +20,17 @@ use crate::error::AppError;
 /// The Cortex schema.
 pub type CortexSchema = Schema<query::QueryRoot, mutation::MutationRoot, EmptySubscription>;
 
-/// Largest query depth accepted.
-pub const MAX_DEPTH: usize = 12;
+/// Largest query depth accepted (introspection not counted: see [`limits`]).
+pub const MAX_DEPTH: usize = 10;
 /// Largest query complexity accepted.
 pub const MAX_COMPLEXITY: usize = 5_000;
 
 /// Builds the schema.
 pub fn build_schema() -> CortexSchema {
     Schema::build(query::QueryRoot, mutation::MutationRoot, EmptySubscription)
-        .limit_depth(MAX_DEPTH)
+        .extension(limits::QueryLimits {
+            max_depth: MAX_DEPTH,
+        })
         .limit_complexity(MAX_COMPLEXITY)
         .finish()
 }
