@@ -1,4 +1,5 @@
-//! The command line: `cortex serve` (the default), `cortex migrate`.
+//! The command line: `cortex serve` (the default), `migrate`, `token`, `print-schema`,
+//! `import-sqlite`.
 
 use std::process::ExitCode;
 
@@ -45,6 +46,22 @@ pub enum Command {
     },
     /// Print the GraphQL schema (SDL, sorted) — what schema.graphql holds.
     PrintSchema,
+    /// Import a Cortex Core (Phase 4) SQLite database: users, workspaces,
+    /// conversations, messages. Safe to re-run and to resume after a crash.
+    ImportSqlite {
+        /// The SQLite file.
+        path: std::path::PathBuf,
+        /// Read and validate everything and print the report, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Rows per batch; each batch commits with its id mappings.
+        #[arg(long, default_value_t = crate::import::DEFAULT_BATCH_SIZE as u64,
+              value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        batch_size: u64,
+        /// Test hook: exit abruptly after this many committed batches.
+        #[arg(long, hide = true)]
+        abort_after_batches: Option<usize>,
+    },
 }
 
 /// Parses the command line, runs the command, and turns failures into one clear line.
@@ -107,6 +124,34 @@ async fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Serve => server::serve(config).await,
+        Command::ImportSqlite {
+            path,
+            dry_run,
+            batch_size,
+            abort_after_batches,
+        } => {
+            let options = crate::import::ImportOptions {
+                path,
+                dry_run,
+                batch_size: batch_size as usize,
+                abort_after_batches,
+            };
+            // The file is checked before anything starts or is written.
+            let check = options.path.clone();
+            tokio::task::spawn_blocking(move || crate::import::source::open(&check))
+                .await?
+                .map_err(anyhow::Error::msg)?;
+            let handle = DatabaseHandle::open(&config).await?;
+            let result = async {
+                crate::db::migrations::run_pending(&handle.url).await?;
+                let report = crate::import::run(&handle.url, &options).await?;
+                print!("{report}");
+                anyhow::Ok(())
+            }
+            .await;
+            let closed = handle.close().await;
+            result.and(closed)
+        }
         Command::Migrate { down } => {
             let handle = DatabaseHandle::open(&config).await?;
             let result = if down {

@@ -9,6 +9,7 @@ pub mod db;
 pub mod error;
 pub mod graphql;
 pub mod health;
+pub mod import;
 pub mod seed;
 pub mod server;
 

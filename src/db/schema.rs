@@ -20,6 +20,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    import_id_map (entity, old_id) {
+        entity -> Text,
+        old_id -> Text,
+        new_id -> Uuid,
+        imported_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     use diesel::sql_types::*;
     use super::sql_types::Tsvector;
 
@@ -67,4 +76,10 @@ diesel::table! {
 diesel::joinable!(conversations -> workspaces (workspace_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 
-diesel::allow_tables_to_appear_in_same_query!(conversations, messages, users, workspaces,);
+diesel::allow_tables_to_appear_in_same_query!(
+    conversations,
+    import_id_map,
+    messages,
+    users,
+    workspaces,
+);

@@ -1,0 +1,450 @@
+//! `cortex import-sqlite`: moves a Cortex Core (Phase 4) SQLite database into
+//! PostgreSQL in the seed's order and mapping (users → workspaces → conversations →
+//! messages), batched, resumable and idempotent.
+//!
+//! A reader thread streams the file in batches through a bounded channel (memory
+//! does not grow with the file); each batch is one transaction holding its rows and
+//! their old → new id mappings (`import_id_map`), so a run killed at any moment and
+//! run again ends with exactly the rows of an uninterrupted run, and a second run
+//! changes nothing. Every row read is accounted for: imported, already present, or
+//! skipped with its reason (each skip and each repair is also a warning line).
+
+pub mod source;
+mod write;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use write::Outcome;
+
+/// Default `--batch-size`.
+pub const DEFAULT_BATCH_SIZE: usize = 5_000;
+
+/// What to import and how.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// The SQLite file.
+    pub path: PathBuf,
+    /// Read and validate everything, report, and write nothing.
+    pub dry_run: bool,
+    /// Rows per batch (and per transaction).
+    pub batch_size: usize,
+    /// Test hook: exit abruptly (no cleanup) after this many committed batches.
+    pub abort_after_batches: Option<usize>,
+}
+
+/// Why a row was not imported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SkipReason {
+    /// The row has no id.
+    MissingId,
+    /// A required column is NULL.
+    MissingField(&'static str),
+    /// Longer than its PostgreSQL column allows.
+    TooLong(&'static str, usize),
+    /// The same id appears again in the file (the first one is kept).
+    DuplicateId,
+    /// The user's email belongs to another user in the same batch.
+    EmailTaken,
+    /// The workspace's owner is not a user.
+    MissingOwner,
+    /// The conversation's workspace was not imported.
+    MissingWorkspace,
+    /// The message's conversation was not imported.
+    MissingConversation,
+    /// The message's sender is not a user.
+    MissingSender,
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingId => write!(f, "no id"),
+            Self::MissingField(c) => write!(f, "no {c}"),
+            Self::TooLong(c, n) => write!(f, "{c} over {n} characters"),
+            Self::DuplicateId => write!(f, "duplicate id"),
+            Self::EmailTaken => write!(f, "email of another user"),
+            Self::MissingOwner => write!(f, "owner missing"),
+            Self::MissingWorkspace => write!(f, "workspace missing"),
+            Self::MissingConversation => write!(f, "conversation missing"),
+            Self::MissingSender => write!(f, "sender missing"),
+        }
+    }
+}
+
+/// The accounting of one table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableReport {
+    /// Rows read from the file.
+    pub read: u64,
+    /// Rows written (or, on a dry run, that would be).
+    pub imported: u64,
+    /// Rows found already in PostgreSQL (a user with that `user_id`, or a mapped id).
+    pub already_present: u64,
+    /// Rows not imported, by reason.
+    pub skipped: BTreeMap<SkipReason, u64>,
+    /// Repairs made (bad JSON, fallback timestamps, …).
+    pub warnings: u64,
+    /// Time spent on this table.
+    pub elapsed: Duration,
+}
+
+impl TableReport {
+    /// Rows skipped, all reasons together.
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped.values().sum()
+    }
+}
+
+/// The accounting of a whole import, per table in import order.
+#[derive(Debug, Clone, Default)]
+pub struct ImportReport {
+    /// `(table, report)` in import order.
+    pub tables: Vec<(&'static str, TableReport)>,
+    /// Whether nothing was written.
+    pub dry_run: bool,
+}
+
+impl ImportReport {
+    /// The report of `table`.
+    pub fn table(&self, name: &str) -> &TableReport {
+        &self
+            .tables
+            .iter()
+            .find(|(t, _)| *t == name)
+            .expect("a source table")
+            .1
+    }
+}
+
+impl fmt::Display for ImportReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut table = comfy_table::Table::new();
+        table
+            .load_style(comfy_table::presets::ASCII_MARKDOWN)
+            .set_header([
+                "table",
+                "read",
+                "imported",
+                "already present",
+                "skipped",
+                "skipped by reason",
+                "warnings",
+                "elapsed",
+                "rows/s",
+            ]);
+        for (name, r) in &self.tables {
+            let reasons = r
+                .skipped
+                .iter()
+                .map(|(reason, n)| format!("{reason}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let seconds = r.elapsed.as_secs_f64();
+            table.add_row([
+                name.to_string(),
+                r.read.to_string(),
+                r.imported.to_string(),
+                r.already_present.to_string(),
+                r.skipped_total().to_string(),
+                reasons,
+                r.warnings.to_string(),
+                format!("{seconds:.2} s"),
+                format!(
+                    "{:.0}",
+                    if seconds > 0.0 {
+                        r.read as f64 / seconds
+                    } else {
+                        0.0
+                    }
+                ),
+            ]);
+        }
+        for i in 1..=8 {
+            if let Some(column) = table.column_mut(i) {
+                column.set_cell_alignment(comfy_table::CellAlignment::Right);
+            }
+        }
+        if let Some(column) = table.column_mut(5) {
+            column.set_cell_alignment(comfy_table::CellAlignment::Left);
+        }
+        writeln!(f, "{table}")?;
+        if self.dry_run {
+            writeln!(f, "dry run: nothing was written")?;
+        }
+        Ok(())
+    }
+}
+
+/// Progress on a terminal (a bar per table), or plain lines every few seconds.
+struct Progress {
+    bars: Option<MultiProgress>,
+    current: Option<ProgressBar>,
+    last_line: Instant,
+}
+
+impl Progress {
+    fn new() -> Self {
+        let terminal = std::io::stderr().is_terminal();
+        Self {
+            bars: terminal.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+            current: None,
+            last_line: Instant::now(),
+        }
+    }
+
+    fn start(&mut self, table: &str, total: u64) {
+        if let Some(bars) = &self.bars {
+            let bar = bars.add(ProgressBar::new(total));
+            bar.set_style(
+                ProgressStyle::with_template("{prefix:>13} [{bar:40}] {pos}/{len} {per_sec} {eta}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(table.to_string());
+            self.current = Some(bar);
+        } else {
+            eprintln!("import: {table}: {total} rows");
+        }
+    }
+
+    fn advance(&mut self, table: &str, done: u64, total: u64) {
+        match &self.current {
+            Some(bar) => bar.set_position(done),
+            None if self.last_line.elapsed() >= Duration::from_secs(2) || done == total => {
+                self.last_line = Instant::now();
+                eprintln!("import: {table}: {done}/{total}");
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.current.take() {
+            bar.finish();
+        }
+    }
+
+    fn warn(&self, line: &str) {
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.println(format!("warning: {line}"));
+            }
+            None => eprintln!("warning: {line}"),
+        }
+    }
+}
+
+/// Runs the import into the database at `url`. Errors before any write (bad file,
+/// unreachable database) leave PostgreSQL untouched.
+pub async fn run(url: &str, options: &ImportOptions) -> Result<ImportReport> {
+    let batch_size = options.batch_size.max(1);
+    let path = options.path.clone();
+    let sqlite = tokio::task::spawn_blocking(move || source::open(&path))
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let mut totals = Vec::new();
+    for (table, _) in source::TABLES {
+        totals.push((
+            table,
+            source::count(&sqlite, table).with_context(|| format!("cannot count `{table}`"))?,
+        ));
+    }
+    let mut conn = crate::db::connect_once(url)
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    // Each batch statement is planned afresh and costed high enough to trigger JIT
+    // compilation, which costs more than it saves at this size (measured: 5 % of
+    // the import's CPU was LLVM).
+    diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, "SET jit = off")
+        .await
+        .context("cannot configure the import session")?;
+
+    let (sender, receiver) = tokio::sync::mpsc::channel::<source::Batch>(2);
+    let import_time = Utc::now();
+    let reader = std::thread::spawn(move || {
+        source::read_all(&sqlite, batch_size, import_time, |batch| {
+            sender.blocking_send(batch).is_ok()
+        })
+    });
+
+    let mut state = Run {
+        report: ImportReport {
+            tables: totals
+                .iter()
+                .map(|(t, _)| (*t, TableReport::default()))
+                .collect(),
+            dry_run: options.dry_run,
+        },
+        totals,
+        progress: Progress::new(),
+        batches: 0,
+        abort_after: options.abort_after_batches,
+        receiver,
+    };
+    let result = if options.dry_run {
+        // One transaction around everything, rolled back: the same statements decide
+        // every row's fate, so the report is exactly what a real run would print.
+        let outcome = conn
+            .transaction::<(), DryRun, _>(async |conn| {
+                state.all(conn).await.map_err(DryRun::Failed)?;
+                Err(DryRun::RolledBack)
+            })
+            .await;
+        match outcome {
+            Err(DryRun::RolledBack) | Ok(()) => Ok(()),
+            Err(DryRun::Failed(e)) => Err(e),
+            Err(DryRun::Database(e)) => Err(e.into()),
+        }
+    } else {
+        state.all(&mut conn).await
+    };
+    drop(state.receiver);
+    let read = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the SQLite reader panicked"))?;
+    result?;
+    read.context("cannot read the SQLite file")?;
+    Ok(state.report)
+}
+
+enum DryRun {
+    RolledBack,
+    Failed(anyhow::Error),
+    Database(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for DryRun {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Database(e)
+    }
+}
+
+struct Run {
+    report: ImportReport,
+    totals: Vec<(&'static str, u64)>,
+    progress: Progress,
+    batches: usize,
+    abort_after: Option<usize>,
+    receiver: tokio::sync::mpsc::Receiver<source::Batch>,
+}
+
+impl Run {
+    async fn all(&mut self, conn: &mut AsyncPgConnection) -> Result<()> {
+        let mut current: Option<(&'static str, Instant)> = None;
+        while let Some(batch) = self.receiver.recv().await {
+            if current.map(|(t, _)| t) != Some(batch.table) {
+                self.close_table(current);
+                let total = self.total(batch.table);
+                // Tables with no rows send no batch: start the ones before this one.
+                self.progress.start(batch.table, total);
+                current = Some((batch.table, Instant::now()));
+            }
+            self.batch(conn, batch).await?;
+        }
+        self.close_table(current);
+        Ok(())
+    }
+
+    fn total(&self, table: &str) -> u64 {
+        self.totals
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    fn close_table(&mut self, current: Option<(&'static str, Instant)>) {
+        if let Some((table, started)) = current {
+            self.progress.finish();
+            self.table_mut(table).elapsed = started.elapsed();
+        }
+    }
+
+    fn table_mut(&mut self, table: &str) -> &mut TableReport {
+        &mut self
+            .report
+            .tables
+            .iter_mut()
+            .find(|(t, _)| *t == table)
+            .expect("a source table")
+            .1
+    }
+
+    async fn batch(&mut self, conn: &mut AsyncPgConnection, batch: source::Batch) -> Result<()> {
+        let table = batch.table;
+        let outcomes = conn
+            .transaction(async |conn| write::write(conn, &batch.rows).await)
+            .await
+            .with_context(|| format!("writing a batch of `{table}`"))?;
+        self.batches += 1;
+        if self.abort_after == Some(self.batches) {
+            eprintln!(
+                "import: aborting after {} batches (test hook)",
+                self.batches
+            );
+            std::process::exit(75);
+        }
+        let ids = ids(&batch.rows);
+        let singular = &table[..table.len() - 1];
+        let mut warnings = batch.warnings.len() as u64;
+        for line in &batch.warnings {
+            self.progress.warn(line);
+        }
+        let mut skipped: Vec<(String, SkipReason)> = batch.skipped;
+        let (mut imported, mut present) = (0, 0);
+        for (id, outcome) in ids.into_iter().zip(outcomes) {
+            match outcome {
+                Outcome::Imported => imported += 1,
+                Outcome::ImportedWithoutEmail => {
+                    imported += 1;
+                    warnings += 1;
+                    self.progress.warn(&format!(
+                        "user {id}: email already belongs to another user; imported without it"
+                    ));
+                }
+                Outcome::AlreadyPresent => present += 1,
+                Outcome::DuplicateId => skipped.push((id, SkipReason::DuplicateId)),
+                Outcome::EmailTaken => skipped.push((id, SkipReason::EmailTaken)),
+                Outcome::MissingOwner => skipped.push((id, SkipReason::MissingOwner)),
+                Outcome::MissingWorkspace => skipped.push((id, SkipReason::MissingWorkspace)),
+                Outcome::MissingConversation => skipped.push((id, SkipReason::MissingConversation)),
+                Outcome::MissingSender => skipped.push((id, SkipReason::MissingSender)),
+            }
+        }
+        for (id, reason) in &skipped {
+            self.progress
+                .warn(&format!("{singular} {id}: skipped ({reason})"));
+        }
+        let report = self.table_mut(table);
+        report.read += (imported + present + skipped.len()) as u64;
+        report.imported += imported as u64;
+        report.already_present += present as u64;
+        report.warnings += warnings;
+        for (_, reason) in skipped {
+            *report.skipped.entry(reason).or_default() += 1;
+        }
+        let done = report.read;
+        let total = self.total(table);
+        self.progress.advance(table, done, total);
+        Ok(())
+    }
+}
+
+/// Each row's source id, in batch order (the statements answer in that order).
+fn ids(rows: &source::Rows) -> Vec<String> {
+    use source::Rows;
+    match rows {
+        Rows::Users(r) => r.iter().map(|r| r.user_id.clone()).collect(),
+        Rows::Workspaces(r) => r.iter().map(|r| r.old_id.clone()).collect(),
+        Rows::Conversations(r) => r.iter().map(|r| r.old_id.clone()).collect(),
+        Rows::Messages(r) => r.iter().map(|r| r.old_id.clone()).collect(),
+    }
+}
