@@ -30,7 +30,7 @@ async fn migrate_with_database_url_uses_that_server_and_starts_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("applied 1 migration"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("applied 2 migration"));
     assert!(
         !dir.path().join(".cortex").exists(),
         "no embedded cluster was started"
@@ -42,7 +42,7 @@ async fn migrate_with_database_url_uses_that_server_and_starts_nothing() {
         &[("DATABASE_URL", &db.url)],
         dir.path(),
     );
-    assert!(String::from_utf8_lossy(&down.stdout).contains("reverted 1 migration"));
+    assert!(String::from_utf8_lossy(&down.stdout).contains("reverted 2 migration"));
 }
 
 #[tokio::test]

@@ -50,8 +50,6 @@ pub enum SkipReason {
     MissingField(&'static str),
     /// Longer than its PostgreSQL column allows.
     TooLong(&'static str, usize),
-    /// The same id appears again in the file (the first one is kept).
-    DuplicateId,
     /// The user's email belongs to another user in the same batch.
     EmailTaken,
     /// The workspace's owner is not a user.
@@ -70,7 +68,6 @@ impl fmt::Display for SkipReason {
             Self::MissingId => write!(f, "no id"),
             Self::MissingField(c) => write!(f, "no {c}"),
             Self::TooLong(c, n) => write!(f, "{c} over {n} characters"),
-            Self::DuplicateId => write!(f, "duplicate id"),
             Self::EmailTaken => write!(f, "email of another user"),
             Self::MissingOwner => write!(f, "owner missing"),
             Self::MissingWorkspace => write!(f, "workspace missing"),
@@ -87,7 +84,8 @@ pub struct TableReport {
     pub read: u64,
     /// Rows written (or, on a dry run, that would be).
     pub imported: u64,
-    /// Rows found already in PostgreSQL (a user with that `user_id`, or a mapped id).
+    /// Rows found already in PostgreSQL (a user with that `user_id`, or a mapped id),
+    /// including a repeat of an id earlier in the file.
     pub already_present: u64,
     /// Rows not imported, by reason.
     pub skipped: BTreeMap<SkipReason, u64>,
@@ -411,7 +409,14 @@ impl Run {
                     ));
                 }
                 Outcome::AlreadyPresent => present += 1,
-                Outcome::DuplicateId => skipped.push((id, SkipReason::DuplicateId)),
+                // Counted like a repeat in a later batch (already present), but named.
+                Outcome::DuplicateId => {
+                    present += 1;
+                    warnings += 1;
+                    self.progress.warn(&format!(
+                        "{singular} {id}: the id is repeated in the file; the first row is kept"
+                    ));
+                }
                 Outcome::EmailTaken => skipped.push((id, SkipReason::EmailTaken)),
                 Outcome::MissingOwner => skipped.push((id, SkipReason::MissingOwner)),
                 Outcome::MissingWorkspace => skipped.push((id, SkipReason::MissingWorkspace)),

@@ -136,7 +136,8 @@ pub fn open(path: &std::path::Path) -> Result<Connection, String> {
                 format!("{}: not a SQLite database", path.display())
             } else if text.contains("no such table") {
                 format!("{}: the table `{table}` is missing", path.display())
-            } else if let Some(column) = text.strip_prefix("no such column: ") {
+            } else if let Some(rest) = text.strip_prefix("no such column: ") {
+                let column = rest.split_whitespace().next().unwrap_or(rest);
                 format!(
                     "{}: the table `{table}` has no column `{column}`",
                     path.display()

@@ -58,8 +58,11 @@ pub async fn write(conn: &mut AsyncPgConnection, rows: &Rows) -> QueryResult<Vec
 }
 
 /// Users are matched by `user_id` (the seed's rule): present ones are kept as they
-/// are. An email already used by another user would break the unique constraint:
-/// the user is imported without it rather than lost with everything they own.
+/// are. An email already used by another user (in PostgreSQL or earlier in the
+/// batch) would break the unique constraint: the user is imported without it rather
+/// than lost with everything they own. A repeated id is "duplicate": the first row
+/// wins, which is what a later batch sees as "present", so the outcome does not
+/// depend on where batches fall.
 const USERS: &str = r#"
 WITH src AS MATERIALIZED (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[])
@@ -69,7 +72,8 @@ WITH src AS MATERIALIZED (
         CASE
             WHEN EXISTS (SELECT 1 FROM users u WHERE u.user_id = s.user_id) THEN 'present'
             WHEN s.ord <> min(s.ord) OVER (PARTITION BY s.user_id) THEN 'duplicate'
-            WHEN s.email IS NOT NULL AND EXISTS (SELECT 1 FROM users u WHERE u.email = s.email) THEN 'imported_without_email'
+            WHEN s.email IS NOT NULL AND (EXISTS (SELECT 1 FROM users u WHERE u.email = s.email)
+                 OR s.ord <> min(s.ord) OVER (PARTITION BY s.email)) THEN 'imported_without_email'
             ELSE 'imported'
         END AS outcome
     FROM src s
