@@ -131,20 +131,16 @@ async fn dispatch(cli: Cli) -> Result<()> {
             abort_after_batches,
         } => {
             let options = crate::import::ImportOptions {
-                path,
                 dry_run,
                 batch_size: batch_size as usize,
                 abort_after_batches,
             };
             // The file is checked before anything starts or is written.
-            let check = options.path.clone();
-            tokio::task::spawn_blocking(move || crate::import::source::open(&check))
-                .await?
-                .map_err(anyhow::Error::msg)?;
+            let source = crate::import::open_source(path).await?;
             let handle = DatabaseHandle::open(&config).await?;
             let result = async {
                 crate::db::migrations::run_pending(&handle.url).await?;
-                let report = crate::import::run(&handle.url, &options).await?;
+                let report = crate::import::run(source, &handle.url, &options).await?;
                 print!("{report}");
                 anyhow::Ok(())
             }

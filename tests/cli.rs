@@ -3,21 +3,14 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::TestDb;
 
 fn cortex(args: &[&str], envs: &[(&str, &str)], dir: &std::path::Path) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cortex"));
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "warn")
-        .current_dir(dir);
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run cortex")
+    common::cortex_command(envs)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run cortex")
 }
 
 #[tokio::test]
@@ -49,12 +42,7 @@ async fn migrate_with_database_url_uses_that_server_and_starts_nothing() {
 async fn serve_with_database_url_serves_health_without_an_embedded_cluster() {
     let db = TestDb::new().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cortex"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &db.url)
-        .env("PORT", "0")
-        .env("RUST_LOG", "warn")
+    let mut child = common::cortex_command(&[("DATABASE_URL", &db.url), ("PORT", "0")])
         .current_dir(dir.path())
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -27,13 +27,9 @@ impl Drop for Running {
 
 /// Starts `cortex serve` on an ephemeral port with only `CORTEX_DATA_DIR` set.
 fn serve(data_dir: &Path) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cortex"))
+    let data = data_dir.to_str().expect("a UTF-8 path");
+    let mut child = common::cortex_command(&[("CORTEX_DATA_DIR", data), ("PORT", "0")])
         .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CORTEX_DATA_DIR", data_dir)
-        .env("PORT", "0")
-        .env("RUST_LOG", "warn")
         .current_dir(data_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -160,11 +156,8 @@ fn a_second_process_attaches_and_leaves_the_cluster_to_its_starter() {
     let running = serve_dir(&data_dir);
     let real = std::fs::canonicalize(data_dir.join("pgdata")).unwrap();
     // `cortex migrate` in another terminal attaches, and leaves the cluster running.
-    let out = Command::new(env!("CARGO_BIN_EXE_cortex"))
+    let out = common::cortex_command(&[("CORTEX_DATA_DIR", data_dir.to_str().unwrap())])
         .arg("migrate")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CORTEX_DATA_DIR", &data_dir)
         .output()
         .unwrap();
     assert!(

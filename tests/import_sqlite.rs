@@ -12,21 +12,13 @@ use std::process::{Command, Output};
 use common::TestDb;
 use diesel::sql_types::Text;
 
-fn cortex(args: &[&str], url: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cortex"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", url)
-        .env("RUST_LOG", "warn")
+fn import(file: &Path, url: &str, extra: &[&str]) -> Output {
+    common::cortex_command(&[("DATABASE_URL", url)])
+        .arg("import-sqlite")
+        .arg(file)
+        .args(extra)
         .output()
         .expect("run cortex")
-}
-
-fn import(file: &Path, url: &str, extra: &[&str]) -> Output {
-    let mut args = vec!["import-sqlite", file.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    cortex(&args, url)
 }
 
 /// The Phase 4 schema as the seed reads it (no constraints: SQLite let anything in).
@@ -292,7 +284,7 @@ async fn every_edge_case_lands_as_the_expected_rows_with_an_exact_report() {
 }
 
 fn md5(text: &str) -> String {
-    // PostgreSQL computes the same digest; asking it keeps the test free of a hash crate.
+    // The digest PostgreSQL's md5() gives, from coreutils' md5sum: no hash crate needed.
     let out = Command::new("sh")
         .arg("-c")
         .arg("md5sum | cut -d' ' -f1")
@@ -416,15 +408,10 @@ async fn an_import_killed_with_sigkill_mid_run_then_resumed_equals_an_uninterrup
     assert!(expected.contains(&"count|3|5|50|30000|30055".to_string()));
 
     let killed = TestDb::new().await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cortex"))
-        .args([
-            "import-sqlite",
-            file.to_str().unwrap(),
-            "--batch-size",
-            "500",
-        ])
-        .env("DATABASE_URL", &killed.url)
-        .env("RUST_LOG", "warn")
+    let mut child = common::cortex_command(&[("DATABASE_URL", &killed.url)])
+        .arg("import-sqlite")
+        .arg(&file)
+        .args(["--batch-size", "500"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

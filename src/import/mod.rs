@@ -28,11 +28,9 @@ use write::Outcome;
 /// Default `--batch-size`.
 pub const DEFAULT_BATCH_SIZE: usize = 5_000;
 
-/// What to import and how.
+/// How to import.
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
-    /// The SQLite file.
-    pub path: PathBuf,
     /// Read and validate everything, report, and write nothing.
     pub dry_run: bool,
     /// Rows per batch (and per transaction).
@@ -241,21 +239,26 @@ impl Progress {
     }
 }
 
-/// Runs the import into the database at `url`. Errors before any write (bad file,
-/// unreachable database) leave PostgreSQL untouched.
-pub async fn run(url: &str, options: &ImportOptions) -> Result<ImportReport> {
-    let batch_size = options.batch_size.max(1);
-    let path = options.path.clone();
-    let sqlite = tokio::task::spawn_blocking(move || source::open(&path))
+/// Opens and checks the SQLite file (see [`source::open`]), off the async threads.
+/// Done before anything else, so a bad file starts nothing and writes nothing.
+pub async fn open_source(path: PathBuf) -> Result<source::Source> {
+    tokio::task::spawn_blocking(move || source::open(&path))
         .await?
-        .map_err(anyhow::Error::msg)?;
-    let mut totals = Vec::new();
-    for (table, _) in source::TABLES {
-        totals.push((
-            table,
-            source::count(&sqlite, table).with_context(|| format!("cannot count `{table}`"))?,
-        ));
-    }
+        .map_err(anyhow::Error::msg)
+}
+
+/// Runs the import of `source` into the database at `url`. An unreachable
+/// database leaves nothing written.
+pub async fn run(
+    source: source::Source,
+    url: &str,
+    options: &ImportOptions,
+) -> Result<ImportReport> {
+    let batch_size = options.batch_size.max(1);
+    let source::Source {
+        conn: sqlite,
+        totals,
+    } = source;
     let mut conn = crate::db::connect_once(url)
         .await
         .context("cannot connect to PostgreSQL")?;
@@ -342,7 +345,7 @@ impl Run {
             if current.map(|(t, _)| t) != Some(batch.table) {
                 self.close_table(current);
                 let total = self.total(batch.table);
-                // Tables with no rows send no batch: start the ones before this one.
+                // A table with no rows sends no batch: it gets no bar and reports zeros.
                 self.progress.start(batch.table, total);
                 current = Some((batch.table, Instant::now()));
             }
@@ -390,8 +393,8 @@ impl Run {
             );
             std::process::exit(75);
         }
-        let ids = ids(&batch.rows);
-        let singular = &table[..table.len() - 1];
+        let ids = batch.rows.ids();
+        let singular = source::singular(table);
         let mut warnings = batch.warnings.len() as u64;
         for line in &batch.warnings {
             self.progress.warn(line);
@@ -440,16 +443,5 @@ impl Run {
         let total = self.total(table);
         self.progress.advance(table, done, total);
         Ok(())
-    }
-}
-
-/// Each row's source id, in batch order (the statements answer in that order).
-fn ids(rows: &source::Rows) -> Vec<String> {
-    use source::Rows;
-    match rows {
-        Rows::Users(r) => r.iter().map(|r| r.user_id.clone()).collect(),
-        Rows::Workspaces(r) => r.iter().map(|r| r.old_id.clone()).collect(),
-        Rows::Conversations(r) => r.iter().map(|r| r.old_id.clone()).collect(),
-        Rows::Messages(r) => r.iter().map(|r| r.old_id.clone()).collect(),
     }
 }

@@ -98,6 +98,16 @@ impl Rows {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Each row's source id, in order (the batch statements answer in that order).
+    pub fn ids(&self) -> Vec<String> {
+        match self {
+            Self::Users(r) => r.iter().map(|r| r.user_id.clone()).collect(),
+            Self::Workspaces(r) => r.iter().map(|r| r.old_id.clone()).collect(),
+            Self::Conversations(r) => r.iter().map(|r| r.old_id.clone()).collect(),
+            Self::Messages(r) => r.iter().map(|r| r.old_id.clone()).collect(),
+        }
+    }
 }
 
 /// One batch as read: the rows to write, the rows refused while reading, and the
@@ -117,9 +127,17 @@ impl Batch {
     }
 }
 
-/// Opens the file read-only and checks every table and column is there. Errors are
-/// one line for the user.
-pub fn open(path: &std::path::Path) -> Result<Connection, String> {
+/// An opened, checked source file and the row count of each table (for progress).
+pub struct Source {
+    /// The read-only SQLite connection.
+    pub conn: Connection,
+    /// `(table, rows)` in import order.
+    pub totals: Vec<(&'static str, u64)>,
+}
+
+/// Opens the file read-only, checks every table and column is there, and counts
+/// the rows. Errors are one line for the user.
+pub fn open(path: &std::path::Path) -> Result<Source, String> {
     if !path.exists() {
         return Err(format!("{}: no such file", path.display()));
     }
@@ -147,15 +165,21 @@ pub fn open(path: &std::path::Path) -> Result<Connection, String> {
             });
         }
     }
-    Ok(conn)
+    let mut totals = Vec::with_capacity(TABLES.len());
+    for (table, _) in TABLES {
+        let rows = conn
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(|e| format!("{}: cannot count `{table}`: {e}", path.display()))?;
+        totals.push((table, rows as u64));
+    }
+    Ok(Source { conn, totals })
 }
 
-/// Rows in `table`.
-pub fn count(conn: &Connection, table: &str) -> rusqlite::Result<u64> {
-    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map(|n| n as u64)
+/// How warnings name a row of `table`: `"messages"` → `"message"`.
+pub fn singular(table: &str) -> &str {
+    table.strip_suffix('s').unwrap_or(table)
 }
 
 /// Streams every table in import order as batches of `batch_size` into `send`
@@ -208,7 +232,7 @@ fn new_batch(table: &'static str) -> Batch {
 /// Converts one source row into the batch (or its skip list).
 fn convert(batch: &mut Batch, v: &[ValueRef<'_>], import_time: DateTime<Utc>) {
     let table = batch.table;
-    let singular = &table[..table.len() - 1];
+    let singular = singular(table);
     let Some(id) = id(v[0]) else {
         let n = batch.read() + 1;
         batch

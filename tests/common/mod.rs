@@ -335,3 +335,17 @@ impl HttpServer {
         (status, headers, response.bytes().await.unwrap().to_vec())
     }
 }
+
+/// The `cortex` binary with a clean environment (only `PATH`, quiet logs, and
+/// `envs`), so a developer's own settings never leak into a test.
+pub fn cortex_command(envs: &[(&str, &str)]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cortex"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn");
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    command
+}
