@@ -107,6 +107,43 @@ fn groups<F>(keys: &[PageKey<F>]) -> Vec<(Arc<PageQuery<F>>, Vec<Uuid>)> {
     out
 }
 
+/// One group's per-parent values under their loader keys.
+fn keyed<F, V>(
+    query: &Arc<PageQuery<F>>,
+    values: impl IntoIterator<Item = (Uuid, V)>,
+) -> impl Iterator<Item = (PageKey<F>, V)> {
+    let query = query.clone();
+    values.into_iter().map(move |(parent, value)| {
+        let key = PageKey {
+            parent,
+            query: query.clone(),
+        };
+        (key, value)
+    })
+}
+
+/// Grouped counts for every parent asked about: one without rows counts 0.
+fn zero_filled(parents: &[Uuid], counts: Vec<(Uuid, i64)>) -> Vec<(Uuid, i64)> {
+    let counts: HashMap<Uuid, i64> = counts.into_iter().collect();
+    parents
+        .iter()
+        .map(|p| (*p, counts.get(p).copied().unwrap_or(0)))
+        .collect()
+}
+
+/// Splits rows by parent; every parent asked about gets an entry, maybe empty.
+fn by_parent<T>(
+    rows: Vec<T>,
+    parents: &[Uuid],
+    parent: impl Fn(&T) -> Uuid,
+) -> HashMap<Uuid, Vec<T>> {
+    let mut out: HashMap<Uuid, Vec<T>> = parents.iter().map(|p| (*p, Vec::new())).collect();
+    for row in rows {
+        out.entry(parent(&row)).or_default().push(row);
+    }
+    out
+}
+
 /// Splits rows by parent and puts each parent's rows back in fetch order.
 fn pages<T>(
     rows: Vec<T>,
@@ -116,11 +153,7 @@ fn pages<T>(
     parent: impl Fn(&T) -> Uuid,
     key: impl Fn(&T) -> SortKey,
 ) -> HashMap<Uuid, Page<T>> {
-    let mut by_parent: HashMap<Uuid, Vec<T>> = parents.iter().map(|p| (*p, Vec::new())).collect();
-    for row in rows {
-        by_parent.entry(parent(&row)).or_default().push(row);
-    }
-    by_parent
+    by_parent(rows, parents, parent)
         .into_iter()
         .map(|(p, mut rows)| {
             rows.sort_by_key(|r| key(r));
@@ -188,15 +221,7 @@ impl Loader<ConversationPageKey> for CortexLoader {
                 |r| r.workspace_id,
                 |r| order.key(r.created_at, r.updated_at, r.id),
             );
-            for (parent, page) in pages {
-                out.insert(
-                    PageKey {
-                        parent,
-                        query: query.clone(),
-                    },
-                    page,
-                );
-            }
+            out.extend(keyed(&query, pages));
         }
         Ok(out)
     }
@@ -233,15 +258,7 @@ impl Loader<MessagePageKey> for CortexLoader {
                 |r| r.conversation_id,
                 |r| (r.timestamp, r.id),
             );
-            for (parent, page) in pages {
-                out.insert(
-                    PageKey {
-                        parent,
-                        query: query.clone(),
-                    },
-                    page,
-                );
-            }
+            out.extend(keyed(&query, pages));
         }
         Ok(out)
     }
@@ -271,17 +288,8 @@ impl Loader<ConversationCountKey> for CortexLoader {
                 .load(&mut conn)
                 .await
                 .map_err(db_err)?;
-            let counts: HashMap<Uuid, i64> = counts.into_iter().collect();
-            for parent in parents {
-                let n = counts.get(&parent).copied().unwrap_or(0);
-                out.insert(
-                    ConversationCountKey(PageKey {
-                        parent,
-                        query: query.clone(),
-                    }),
-                    n,
-                );
-            }
+            let counts = zero_filled(&parents, counts);
+            out.extend(keyed(&query, counts).map(|(key, n)| (ConversationCountKey(key), n)));
         }
         Ok(out)
     }
@@ -311,17 +319,8 @@ impl Loader<MessageCountKey> for CortexLoader {
                 .load(&mut conn)
                 .await
                 .map_err(db_err)?;
-            let counts: HashMap<Uuid, i64> = counts.into_iter().collect();
-            for parent in parents {
-                let n = counts.get(&parent).copied().unwrap_or(0);
-                out.insert(
-                    MessageCountKey(PageKey {
-                        parent,
-                        query: query.clone(),
-                    }),
-                    n,
-                );
-            }
+            let counts = zero_filled(&parents, counts);
+            out.extend(keyed(&query, counts).map(|(key, n)| (MessageCountKey(key), n)));
         }
         Ok(out)
     }
@@ -366,12 +365,7 @@ impl Loader<LatestMessagesKey> for CortexLoader {
                 .load(&mut conn)
                 .await
                 .map_err(db_err)?;
-            let mut by_parent: HashMap<Uuid, Vec<Message>> =
-                parents.iter().map(|p| (*p, Vec::new())).collect();
-            for row in rows {
-                by_parent.entry(row.conversation_id).or_default().push(row);
-            }
-            for (conversation_id, mut rows) in by_parent {
+            for (conversation_id, mut rows) in by_parent(rows, &parents, |r| r.conversation_id) {
                 rows.sort_by_key(|r| (r.timestamp, r.id));
                 out.insert(
                     LatestMessagesKey {
