@@ -560,6 +560,16 @@ struct Calls {
 
 /// Statements PostgreSQL executed in this test's database, from pg_stat_statements
 /// (excluding the pool's health checks and this query itself).
+/// A connection for reading `pg_stat_statements` in this test's database.
+async fn statement_meter(db: &TestDb) -> diesel_async::AsyncPgConnection {
+    let mut conn = db.conn().await;
+    diesel::sql_query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
 async fn statements_run(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
     let row: Calls = diesel::sql_query(
         "SELECT coalesce(sum(calls), 0)::bigint AS calls FROM pg_stat_statements
@@ -575,11 +585,8 @@ async fn statements_run(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
 #[tokio::test]
 async fn a_nested_query_costs_one_statement_per_level() {
     let api = Api::new().await;
-    let mut conn = api.db.conn().await;
-    diesel::sql_query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    // One measuring connection, opened before the first reading.
+    let mut meter = statement_meter(&api.db).await;
     // Ten workspaces × three conversations × four messages from two senders.
     for w in 0..10 {
         let ws = api
@@ -619,9 +626,8 @@ async fn a_nested_query_costs_one_statement_per_level() {
             }
         }
     }
-    api.ok("alice", "{ me { id } }", json!({})).await; // authenticated and cached
-                                                       // One measuring connection, opened before the first reading.
-    let mut meter = api.db.conn().await;
+    // Authenticated and cached before measuring.
+    api.ok("alice", "{ me { id } }", json!({})).await;
 
     let deep = "{ workspaces(first: 10) { nodes { conversations(first: 10) { nodes { messages(last: 20) { nodes { content sender { name } } } } } } } }";
     let before = statements_run(&mut meter).await;
@@ -823,14 +829,11 @@ async fn the_standard_introspection_query_of_client_tools_is_answered() {
 #[tokio::test]
 async fn a_query_deeper_than_the_limit_is_refused_before_any_sql() {
     let api = Api::new().await;
-    api.ok("alice", "{ me { id } }", json!({})).await; // the caller's row exists
-                                                       // 11 levels: workspaces → … → message → conversation → workspace → conversations → topic.
+    // The caller's row exists and is cached before measuring.
+    api.ok("alice", "{ me { id } }", json!({})).await;
+    // 11 levels: workspaces → … → message → conversation → workspace → conversations → topic.
     let deep = "{ workspaces(first: 1) { nodes { conversations(first: 1) { nodes { messages(first: 1) { nodes { conversation { workspace { conversations(first: 1) { nodes { topic } } } } } } } } } } }";
-    let mut meter = api.db.conn().await;
-    diesel::sql_query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .execute(&mut meter)
-        .await
-        .unwrap();
+    let mut meter = statement_meter(&api.db).await;
     let before = statements_run(&mut meter).await;
     let response = api.gql("alice", deep, json!({})).await;
     let spent = statements_run(&mut meter).await - before;
