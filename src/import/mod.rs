@@ -109,18 +109,6 @@ pub struct ImportReport {
     pub dry_run: bool,
 }
 
-impl ImportReport {
-    /// The report of `table`.
-    pub fn table(&self, name: &str) -> &TableReport {
-        &self
-            .tables
-            .iter()
-            .find(|(t, _)| *t == name)
-            .expect("a source table")
-            .1
-    }
-}
-
 impl fmt::Display for ImportReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut table = comfy_table::Table::new();
