@@ -58,6 +58,10 @@ pub enum Command {
         #[arg(long, default_value_t = crate::import::DEFAULT_BATCH_SIZE as u64,
               value_parser = clap::value_parser!(u64).range(1..=100_000))]
         batch_size: u64,
+        /// Batches written at once, each on its own connection and transaction
+        /// [default: one per core, at most 4].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=16))]
+        jobs: Option<u64>,
         /// Test hook: exit abruptly after this many committed batches.
         #[arg(long, hide = true)]
         abort_after_batches: Option<usize>,
@@ -128,11 +132,13 @@ async fn dispatch(cli: Cli) -> Result<()> {
             path,
             dry_run,
             batch_size,
+            jobs,
             abort_after_batches,
         } => {
             let options = crate::import::ImportOptions {
                 dry_run,
                 batch_size: batch_size as usize,
+                jobs: jobs.map_or_else(crate::import::default_jobs, |n| n as usize),
                 abort_after_batches,
             };
             // The file is checked before anything starts or is written.

@@ -366,6 +366,50 @@ fn generated_fixture(path: &Path, n: usize) {
 }
 
 #[tokio::test]
+async fn parallel_writers_keep_the_first_row_of_a_repeated_id_like_a_single_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("phase4.db");
+    {
+        let db = rusqlite::Connection::open(&file).unwrap();
+        db.execute_batch(PHASE4_SCHEMA).unwrap();
+        db.execute_batch(
+            "INSERT INTO users VALUES ('u', 'U', NULL, '{}');
+             INSERT INTO workspaces VALUES (1, 'W', '', 'u', '{}');
+             INSERT INTO conversations VALUES (1, 1, 'C', '[]', '{}');",
+        )
+        .unwrap();
+        // Ten ids, each four times in a row of one-row batches: with four writers,
+        // every copy of an id would be in flight at once.
+        for id in 0..10 {
+            for copy in 0..4 {
+                db.execute(
+                    "INSERT INTO messages VALUES (?1, 1, 'u', ?2, '2025-01-01T00:00:00Z', '{}')",
+                    (id, format!("copy {copy}")),
+                )
+                .unwrap();
+            }
+        }
+    }
+    let db = TestDb::new().await;
+    let out = assert_ok(&import(
+        &file,
+        &db.url,
+        &["--batch-size", "1", "--jobs", "4"],
+    ));
+    assert_eq!(
+        report_row(&out, "messages"),
+        ["messages", "40", "10", "30", "0", ""]
+    );
+    let first = md5("copy 0");
+    let rows = canonical(&db).await;
+    let messages: Vec<&String> = rows.iter().filter(|l| l.starts_with("message|")).collect();
+    assert_eq!(messages.len(), 10, "{rows:?}");
+    for line in messages {
+        assert!(line.contains(&first), "a later copy won: {line}");
+    }
+}
+
+#[tokio::test]
 async fn an_import_aborted_after_some_batches_then_resumed_equals_an_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("phase4.db");

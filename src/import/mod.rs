@@ -12,7 +12,7 @@
 pub mod source;
 mod write;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -28,6 +28,12 @@ use write::Outcome;
 /// Default `--batch-size`.
 pub const DEFAULT_BATCH_SIZE: usize = 5_000;
 
+/// Default `--jobs`: one writer per core, as PostgreSQL spends a core per
+/// connection; more than four only adds lock traffic on the same indexes.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(4))
+}
+
 /// How to import.
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
@@ -35,6 +41,8 @@ pub struct ImportOptions {
     pub dry_run: bool,
     /// Rows per batch (and per transaction).
     pub batch_size: usize,
+    /// Batches written at once, each on its own connection (ignored by the dry run).
+    pub jobs: usize,
     /// Test hook: exit abruptly (no cleanup) after this many committed batches.
     pub abort_after_batches: Option<usize>,
 }
@@ -247,17 +255,29 @@ pub async fn run(
         conn: sqlite,
         totals,
     } = source;
-    let mut conn = crate::db::connect_once(url)
-        .await
-        .context("cannot connect to PostgreSQL")?;
-    // Each batch statement is planned afresh and costed high enough to trigger JIT
-    // compilation, which costs more than it saves at this size (measured: 5 % of
-    // the import's CPU was LLVM).
-    diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, "SET jit = off")
-        .await
-        .context("cannot configure the import session")?;
+    // The dry run is one transaction, so one connection.
+    let writers = if options.dry_run {
+        1
+    } else {
+        options.jobs.max(1)
+    };
+    let mut connections = Vec::with_capacity(writers);
+    for _ in 0..writers {
+        let mut conn = crate::db::connect_once(url)
+            .await
+            .context("cannot connect to PostgreSQL")?;
+        // Each batch statement is planned afresh and costed high enough to trigger
+        // JIT compilation, which costs more than it saves at this size (measured:
+        // 5 % of the import's CPU was LLVM).
+        diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, "SET jit = off")
+            .await
+            .context("cannot configure the import session")?;
+        connections.push(conn);
+    }
 
-    let (sender, receiver) = tokio::sync::mpsc::channel::<source::Batch>(2);
+    // Enough batches in flight to keep every writer busy, and no more: memory does
+    // not grow with the file.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<source::Batch>(writers + 1);
     let import_time = Utc::now();
     let reader = std::thread::spawn(move || {
         source::read_all(&sqlite, batch_size, import_time, |batch| {
@@ -280,6 +300,7 @@ pub async fn run(
         receiver,
     };
     let result = if options.dry_run {
+        let mut conn = connections.pop().expect("one connection");
         // One transaction around everything, rolled back: the same statements decide
         // every row's fate, so the report is exactly what a real run would print.
         let outcome = conn
@@ -294,7 +315,7 @@ pub async fn run(
             Err(DryRun::Database(e)) => Err(e.into()),
         }
     } else {
-        state.all(&mut conn).await
+        state.all_parallel(connections).await
     };
     drop(state.receiver);
     let read = reader
@@ -303,6 +324,16 @@ pub async fn run(
     result?;
     read.context("cannot read the SQLite file")?;
     Ok(state.report)
+}
+
+/// A finished write: the connection to reuse, the batch, and its rows' outcomes.
+type Written = (AsyncPgConnection, source::Batch, Result<Vec<Outcome>>);
+
+/// Writes one batch in its own transaction.
+async fn write_batch(conn: &mut AsyncPgConnection, batch: &source::Batch) -> Result<Vec<Outcome>> {
+    conn.transaction(async |conn| write::write(conn, &batch.rows).await)
+        .await
+        .with_context(|| format!("writing a batch of `{}`", batch.table))
 }
 
 enum DryRun {
@@ -327,20 +358,83 @@ struct Run {
 }
 
 impl Run {
+    /// Writes every batch on one connection, in order (the dry run's single
+    /// transaction).
     async fn all(&mut self, conn: &mut AsyncPgConnection) -> Result<()> {
         let mut current: Option<(&'static str, Instant)> = None;
         while let Some(batch) = self.receiver.recv().await {
-            if current.map(|(t, _)| t) != Some(batch.table) {
-                self.close_table(current);
-                let total = self.total(batch.table);
-                // A table with no rows sends no batch: it gets no bar and reports zeros.
-                self.progress.start(batch.table, total);
-                current = Some((batch.table, Instant::now()));
-            }
-            self.batch(conn, batch).await?;
+            self.enter_table(&mut current, batch.table);
+            let outcomes = write_batch(conn, &batch).await?;
+            self.account(batch, outcomes)?;
         }
         self.close_table(current);
         Ok(())
+    }
+
+    /// Writes the batches of one table on all `writers` at once (PostgreSQL is the
+    /// bottleneck, and one backend uses one core). The result is the same as
+    /// writing them one by one:
+    /// - a table is finished before the next starts, so a row's parent is always
+    ///   committed before the row is written;
+    /// - a batch sharing an old id with a batch in flight waits for it, so the
+    ///   first row of a repeated id is the one kept (the rows of a batch in flight
+    ///   are invisible to the others until it commits);
+    /// - users go one batch at a time, as an email decides between rows too.
+    async fn all_parallel(&mut self, mut idle: Vec<AsyncPgConnection>) -> Result<()> {
+        let writers = idle.len();
+        let mut running: tokio::task::JoinSet<Written> = tokio::task::JoinSet::new();
+        let mut in_flight: HashMap<tokio::task::Id, HashSet<String>> = HashMap::new();
+        let mut current: Option<(&'static str, Instant)> = None;
+        while let Some(batch) = self.receiver.recv().await {
+            let ids: HashSet<String> = batch.rows.ids().into_iter().collect();
+            let alone = current.map(|(t, _)| t) != Some(batch.table)
+                || matches!(batch.rows, source::Rows::Users(_));
+            while !running.is_empty()
+                && (alone
+                    || running.len() == writers
+                    || in_flight.values().any(|other| !other.is_disjoint(&ids)))
+            {
+                idle.push(self.join_one(&mut running, &mut in_flight).await?);
+            }
+            self.enter_table(&mut current, batch.table);
+            let mut conn = idle.pop().expect("a writer is idle");
+            let task = running.spawn(async move {
+                let outcomes = write_batch(&mut conn, &batch).await;
+                (conn, batch, outcomes)
+            });
+            in_flight.insert(task.id(), ids);
+        }
+        while !running.is_empty() {
+            self.join_one(&mut running, &mut in_flight).await?;
+        }
+        self.close_table(current);
+        Ok(())
+    }
+
+    /// Waits for the next batch in flight to finish, accounts for it, and gives
+    /// its connection back.
+    async fn join_one(
+        &mut self,
+        running: &mut tokio::task::JoinSet<Written>,
+        in_flight: &mut HashMap<tokio::task::Id, HashSet<String>>,
+    ) -> Result<AsyncPgConnection> {
+        let (id, (conn, batch, outcomes)) = running
+            .join_next_with_id()
+            .await
+            .expect("a batch in flight")?;
+        in_flight.remove(&id);
+        self.account(batch, outcomes?)?;
+        Ok(conn)
+    }
+
+    fn enter_table(&mut self, current: &mut Option<(&'static str, Instant)>, table: &'static str) {
+        if current.map(|(t, _)| t) != Some(table) {
+            self.close_table(*current);
+            let total = self.total(table);
+            // A table with no rows sends no batch: it gets no bar and reports zeros.
+            self.progress.start(table, total);
+            *current = Some((table, Instant::now()));
+        }
     }
 
     fn total(&self, table: &str) -> u64 {
@@ -367,12 +461,10 @@ impl Run {
             .1
     }
 
-    async fn batch(&mut self, conn: &mut AsyncPgConnection, batch: source::Batch) -> Result<()> {
+    /// Accounts for one committed batch: counts, warnings, progress, and the abort
+    /// test hook.
+    fn account(&mut self, batch: source::Batch, outcomes: Vec<Outcome>) -> Result<()> {
         let table = batch.table;
-        let outcomes = conn
-            .transaction(async |conn| write::write(conn, &batch.rows).await)
-            .await
-            .with_context(|| format!("writing a batch of `{table}`"))?;
         self.batches += 1;
         if self.abort_after == Some(self.batches) {
             eprintln!(
