@@ -5,7 +5,8 @@
 //! | `DATABASE_URL` | — | PostgreSQL URL; when unset (and no `POSTGRES_*`), Cortex runs its embedded cluster |
 //! | `POSTGRES_USER` / `POSTGRES_PASSWORD` / `POSTGRES_DB` / `POSTGRES_HOST` / `POSTGRES_PORT` | `postgres` / none / user name / `localhost` / `5432` | the URL in parts, used when `DATABASE_URL` is unset |
 //! | `DB_POOL_SIZE` | 10 | connections in the pool |
-//! | `DB_POOL_TIMEOUT` | 30 | seconds to wait for a pooled connection (and to connect) |
+//! | `DB_POOL_TIMEOUT` | 5 | seconds to wait for a pooled connection (and to connect) before `UNAVAILABLE` |
+//! | `DB_STATEMENT_TIMEOUT` | 10 | seconds one SQL statement may run (`statement_timeout`) before `TIMEOUT` |
 //! | `DB_POOL_RECYCLE` | 1800 | seconds a connection lives before it is replaced |
 //! | `DB_ECHO` | false | log every SQL statement |
 //! | `HOST` / `PORT` | `127.0.0.1` / `8000` | address the HTTP server binds |
@@ -13,6 +14,12 @@
 //! | `JWT_SECRET` | — | HS256 secret for bearer tokens; unset on the embedded default → a local one is generated |
 //! | `CORS_ORIGINS` | — | comma-separated allowed origins (permissive on the embedded default) |
 //! | `SHUTDOWN_TIMEOUT` | 30 | seconds in-flight requests get to finish on SIGTERM/Ctrl-C |
+//! | `REQUEST_TIMEOUT` | 30 | seconds one HTTP request may take before `TIMEOUT` |
+//! | `MAX_BODY_BYTES` | 102400 | largest request body; larger → 413 |
+//! | `BATCH_MAX_OPERATIONS` | 10 | operations in one batched request |
+//! | `QUERY_MAX_DEPTH` / `QUERY_MAX_COMPLEXITY` / `QUERY_MAX_ALIASES` / `QUERY_MAX_DIRECTIVES` / `QUERY_MAX_TOKENS` | 10 / 50000 / 15 / 50 / 10000 | query limits (`src/graphql/limits.rs`) |
+//! | `CORTEX_DEV` | false | development mode even with `JWT_SECRET` set (production mode is `JWT_SECRET` set and no `CORTEX_DEV`) |
+//! | `INTROSPECTION` | true in development, false in production | answer introspection (and serve GraphiQL) |
 //! | `LOADER_DELAY_US` | 50 | microseconds a dataloader waits to collect the keys of one query level (see `bench/RESULTS.md`) |
 
 use std::net::IpAddr;
@@ -24,7 +31,26 @@ use thiserror::Error;
 /// Default `DB_POOL_SIZE`.
 pub const DEFAULT_POOL_SIZE: u32 = 10;
 /// Default `DB_POOL_TIMEOUT`, in seconds.
-pub const DEFAULT_POOL_TIMEOUT_SECS: u64 = 30;
+pub const DEFAULT_POOL_TIMEOUT_SECS: u64 = 5;
+/// Default `DB_STATEMENT_TIMEOUT`, in seconds.
+pub const DEFAULT_DB_STATEMENT_TIMEOUT_SECS: u64 = 10;
+/// Default `REQUEST_TIMEOUT`, in seconds.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+/// Default `MAX_BODY_BYTES`: 100 KiB, ten times the largest real query plus variables.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 100 * 1024;
+/// Default `BATCH_MAX_OPERATIONS` (Apollo Client's `BatchHttpLink` sends at most 10).
+pub const DEFAULT_BATCH_MAX_OPERATIONS: usize = 10;
+/// Default `QUERY_MAX_DEPTH`.
+pub const DEFAULT_QUERY_MAX_DEPTH: usize = 10;
+/// Default `QUERY_MAX_COMPLEXITY`: the README's nested example (10 workspaces × 10
+/// conversations × 20 messages with sender) costs 10,221; ten times it does not pass.
+pub const DEFAULT_QUERY_MAX_COMPLEXITY: usize = 50_000;
+/// Default `QUERY_MAX_ALIASES`.
+pub const DEFAULT_QUERY_MAX_ALIASES: usize = 15;
+/// Default `QUERY_MAX_DIRECTIVES`.
+pub const DEFAULT_QUERY_MAX_DIRECTIVES: usize = 50;
+/// Default `QUERY_MAX_TOKENS`.
+pub const DEFAULT_QUERY_MAX_TOKENS: usize = 10_000;
 /// Default `DB_POOL_RECYCLE`, in seconds.
 pub const DEFAULT_POOL_RECYCLE_SECS: u64 = 1800;
 /// Default `HOST`.
@@ -73,6 +99,9 @@ pub struct PoolConfig {
     pub recycle: Duration,
     /// Log every SQL statement.
     pub echo: bool,
+    /// Bound on one SQL statement (`statement_timeout`), and on a transaction
+    /// left idle (`idle_in_transaction_session_timeout`).
+    pub statement_timeout: Duration,
 }
 
 /// Everything Cortex reads from its environment.
@@ -96,6 +125,18 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// How long a dataloader collects keys before it runs its one statement.
     pub loader_delay: Duration,
+    /// Bound on one HTTP request.
+    pub request_timeout: Duration,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Most operations in one batched request.
+    pub max_batch: usize,
+    /// The query limits.
+    pub limits: crate::graphql::limits::QueryLimits,
+    /// Production mode: `JWT_SECRET` set and `CORTEX_DEV` not.
+    pub production: bool,
+    /// Answer introspection and serve GraphiQL.
+    pub introspection: bool,
 }
 
 impl Config {
@@ -116,6 +157,8 @@ impl Config {
             })?),
             None => database_from_parts(&get)?,
         };
+        let production = get("JWT_SECRET").is_some() && !parse_bool(&get, "CORTEX_DEV", false)?;
+        let introspection = parse_bool(&get, "INTROSPECTION", !production)?;
         Ok(Self {
             database,
             pool: PoolConfig {
@@ -141,6 +184,13 @@ impl Config {
                     "a number of seconds from 1 to 604800",
                 )?),
                 echo: parse_bool(&get, "DB_ECHO", false)?,
+                statement_timeout: Duration::from_secs(parse_in(
+                    &get,
+                    "DB_STATEMENT_TIMEOUT",
+                    DEFAULT_DB_STATEMENT_TIMEOUT_SECS,
+                    1..=3600,
+                    "a number of seconds from 1 to 3600",
+                )?),
             },
             host: match get("HOST") {
                 None => DEFAULT_HOST.parse().expect("valid default host"),
@@ -183,6 +233,67 @@ impl Config {
                 0..=100_000,
                 "a number of microseconds from 0 to 100000",
             )?),
+            request_timeout: Duration::from_secs(parse_in(
+                &get,
+                "REQUEST_TIMEOUT",
+                DEFAULT_REQUEST_TIMEOUT_SECS,
+                1..=3600,
+                "a number of seconds from 1 to 3600",
+            )?),
+            max_body_bytes: parse_in(
+                &get,
+                "MAX_BODY_BYTES",
+                DEFAULT_MAX_BODY_BYTES,
+                1024..=64 * 1024 * 1024,
+                "a number of bytes from 1024 to 67108864",
+            )?,
+            max_batch: parse_in(
+                &get,
+                "BATCH_MAX_OPERATIONS",
+                DEFAULT_BATCH_MAX_OPERATIONS,
+                1..=1000,
+                "an integer from 1 to 1000",
+            )?,
+            limits: crate::graphql::limits::QueryLimits {
+                max_depth: parse_in(
+                    &get,
+                    "QUERY_MAX_DEPTH",
+                    DEFAULT_QUERY_MAX_DEPTH,
+                    2..=100,
+                    "an integer from 2 to 100",
+                )?,
+                max_complexity: parse_in(
+                    &get,
+                    "QUERY_MAX_COMPLEXITY",
+                    DEFAULT_QUERY_MAX_COMPLEXITY,
+                    1..=100_000_000,
+                    "an integer from 1 to 100000000",
+                )?,
+                max_aliases: parse_in(
+                    &get,
+                    "QUERY_MAX_ALIASES",
+                    DEFAULT_QUERY_MAX_ALIASES,
+                    0..=10_000,
+                    "an integer from 0 to 10000",
+                )?,
+                max_directives: parse_in(
+                    &get,
+                    "QUERY_MAX_DIRECTIVES",
+                    DEFAULT_QUERY_MAX_DIRECTIVES,
+                    0..=10_000,
+                    "an integer from 0 to 10000",
+                )?,
+                max_tokens: parse_in(
+                    &get,
+                    "QUERY_MAX_TOKENS",
+                    DEFAULT_QUERY_MAX_TOKENS,
+                    100..=1_000_000,
+                    "an integer from 100 to 1000000",
+                )?,
+                introspection,
+            },
+            production,
+            introspection,
         })
     }
 
@@ -314,11 +425,27 @@ mod tests {
     }
 
     #[test]
+    fn production_mode_is_a_jwt_secret_without_cortex_dev() {
+        let prod = config(&[("JWT_SECRET", "s")]).unwrap();
+        assert!(prod.production && !prod.introspection && !prod.limits.introspection);
+        let opted_in = config(&[("JWT_SECRET", "s"), ("INTROSPECTION", "true")]).unwrap();
+        assert!(opted_in.production && opted_in.introspection);
+        let dev = config(&[("JWT_SECRET", "s"), ("CORTEX_DEV", "1")]).unwrap();
+        assert!(!dev.production && dev.introspection);
+        assert!(config(&[("QUERY_MAX_DEPTH", "1")]).is_err());
+    }
+
+    #[test]
     fn nothing_configured_means_embedded_defaults() {
         let c = config(&[]).unwrap();
         assert!(c.is_embedded());
         assert_eq!(c.pool.size, DEFAULT_POOL_SIZE);
-        assert_eq!(c.pool.timeout, Duration::from_secs(30));
+        assert_eq!(c.pool.timeout, Duration::from_secs(5));
+        assert_eq!(c.pool.statement_timeout, Duration::from_secs(10));
+        assert_eq!(c.request_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_body_bytes, 100 * 1024);
+        assert_eq!(c.limits, crate::graphql::limits::QueryLimits::default());
+        assert!(!c.production && c.introspection);
         assert_eq!(c.pool.recycle, Duration::from_secs(1800));
         assert!(!c.pool.echo);
         assert_eq!(c.host.to_string(), "127.0.0.1");

@@ -15,6 +15,7 @@ pub mod server;
 
 use std::sync::Arc;
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -28,17 +29,24 @@ pub fn router(state: AppState) -> Router {
     let cors = cors_layer(&state);
     let gql = GraphqlState {
         app: state.clone(),
-        schema: Arc::new(graphql::build_schema()),
+        schema: Arc::new(graphql::build_schema(graphql::SchemaOptions::from_config(
+            &state.config,
+        ))),
         playground_token: state.playground_token.clone(),
     };
-    let graphql_routes = Router::new()
-        .route(
-            "/graphql",
-            get(gql_http::graphql_get).post(gql_http::graphql_post),
-        )
-        .route("/", get(gql_http::graphiql))
-        .route("/graphiql", get(gql_http::graphiql))
-        .route("/graphiql/assets/{name}", get(gql_http::asset))
+    let mut graphql_routes = Router::new().route(
+        "/graphql",
+        get(gql_http::graphql_get).post(gql_http::graphql_post),
+    );
+    // The playground needs introspection; in production both are off by default.
+    if state.config.introspection {
+        graphql_routes = graphql_routes
+            .route("/", get(gql_http::graphiql))
+            .route("/graphiql", get(gql_http::graphiql))
+            .route("/graphiql/assets/{name}", get(gql_http::asset));
+    }
+    let graphql_routes = graphql_routes
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(gql);
     Router::new()
         .route("/health", get(health::health))

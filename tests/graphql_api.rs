@@ -6,77 +6,9 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::{HttpServer, TestDb};
+use common::{code, statement_meter, statements_run, Api};
 use cortex::auth::Authenticator;
-use diesel::sql_types::BigInt;
-use diesel_async::RunQueryDsl;
 use serde_json::{json, Value};
-
-const SECRET: &[u8] = b"graphql-api-test-secret-0123456789";
-
-struct Api {
-    db: TestDb,
-    http: HttpServer,
-    auth: Authenticator,
-}
-
-impl Api {
-    async fn new() -> Self {
-        let db = TestDb::new().await;
-        let state = cortex::AppState::new(db.pool().await, db.config(), SECRET);
-        Self {
-            http: HttpServer::start(state).await,
-            db,
-            auth: Authenticator::new(SECRET),
-        }
-    }
-
-    fn token(&self, user: &str) -> String {
-        self.auth
-            .mint(user, Some(&format!("{user} name")), None, 3600)
-    }
-
-    async fn send(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-        self.http.send(request).await
-    }
-
-    async fn raw(&self, token: Option<&str>, body: Value) -> (StatusCode, Value) {
-        let mut request = Request::post("/graphql").header("content-type", "application/json");
-        if let Some(t) = token {
-            request = request.header("authorization", format!("Bearer {t}"));
-        }
-        let (status, _, bytes) = self
-            .send(request.body(Body::from(body.to_string())).unwrap())
-            .await;
-        (status, serde_json::from_slice(&bytes).unwrap())
-    }
-
-    /// Runs a query as `user`; returns the whole response.
-    async fn gql(&self, user: &str, query: &str, variables: Value) -> Value {
-        self.raw(
-            Some(&self.token(user)),
-            json!({"query": query, "variables": variables}),
-        )
-        .await
-        .1
-    }
-
-    /// Runs a query that must succeed; returns `data`.
-    async fn ok(&self, user: &str, query: &str, variables: Value) -> Value {
-        let response = self.gql(user, query, variables).await;
-        assert!(
-            response.get("errors").is_none(),
-            "unexpected errors: {response:#}"
-        );
-        response["data"].clone()
-    }
-}
-
-fn code(response: &Value) -> &str {
-    response["errors"][0]["extensions"]["code"]
-        .as_str()
-        .unwrap_or("<none>")
-}
 
 const CREATE_WS: &str = "mutation($name: String!, $m: JSON) { createWorkspace(input: {name: $name, metadata: $m}) { id name ownerId } }";
 const CREATE_CONV: &str =
@@ -550,36 +482,6 @@ async fn metadata_filters_compare_nested_numbers_and_strings() {
         ),
         "BAD_USER_INPUT"
     );
-}
-
-#[derive(diesel::QueryableByName)]
-struct Calls {
-    #[diesel(sql_type = BigInt)]
-    calls: i64,
-}
-
-/// Statements PostgreSQL executed in this test's database, from pg_stat_statements
-/// (excluding the pool's health checks and this query itself).
-/// A connection for reading `pg_stat_statements` in this test's database.
-async fn statement_meter(db: &TestDb) -> diesel_async::AsyncPgConnection {
-    let mut conn = db.conn().await;
-    diesel::sql_query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn
-}
-
-async fn statements_run(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
-    let row: Calls = diesel::sql_query(
-        "SELECT coalesce(sum(calls), 0)::bigint AS calls FROM pg_stat_statements
-          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-            AND query NOT LIKE '%pg_stat_statements%' AND query <> 'SELECT $1'",
-    )
-    .get_result(conn)
-    .await
-    .expect("pg_stat_statements (the test cluster preloads it)");
-    row.calls
 }
 
 #[tokio::test]

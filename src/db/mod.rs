@@ -123,10 +123,24 @@ impl Database {
     pub async fn connect(url: &str, config: &PoolConfig) -> Result<Self, PoolError> {
         let echo = config.echo;
         let connect_timeout = config.timeout;
+        // A runaway statement ends with `TIMEOUT` instead of holding a connection,
+        // and a transaction left open by a cancelled request is ended by the server.
+        let session = format!(
+            "SET statement_timeout = {ms}; SET idle_in_transaction_session_timeout = {ms}",
+            ms = config.statement_timeout.as_millis()
+        );
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
         manager_config.custom_setup = Box::new(move |url| {
             let url = url.to_string();
-            async move { establish(&url, connect_timeout, echo).await }.boxed()
+            let session = session.clone();
+            async move {
+                let mut conn = establish(&url, connect_timeout, echo).await?;
+                diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, &session)
+                    .await
+                    .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+                Ok(conn)
+            }
+            .boxed()
         });
         let manager = AsyncDieselConnectionManager::new_with_config(url, manager_config);
         let pool = Pool::builder()

@@ -82,6 +82,7 @@ impl Conversation {
     }
 
     /// Messages, oldest first; `last: N` reads the newest N.
+    #[graphql(complexity = "crate::graphql::limits::page_cost(first, last) * child_complexity")]
     async fn messages(
         &self,
         ctx: &Context<'_>,

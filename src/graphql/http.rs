@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, BatchResponse, Response as GqlResponse, ServerError};
-use async_graphql_axum::{GraphQLBatchRequest, GraphQLRequest};
+use async_graphql_axum::rejection::GraphQLRejection;
+use async_graphql_axum::GraphQLRequest;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -15,9 +18,6 @@ use crate::graphql::context::RequestContext;
 use crate::graphql::{normalize_error, CortexSchema};
 use crate::AppState;
 
-/// Most operations in one batched request.
-pub const MAX_BATCH: usize = 10;
-
 /// What the GraphQL handlers share.
 #[derive(Clone)]
 pub struct GraphqlState {
@@ -27,6 +27,14 @@ pub struct GraphqlState {
     pub schema: Arc<CortexSchema>,
     /// A ready token to prefill GraphiQL with (embedded default only).
     pub playground_token: Option<String>,
+}
+
+/// A refusal by one of the request limits, naming it like the query limits do.
+fn limit_response(status: StatusCode, limit: &str, message: String) -> Response {
+    let body = serde_json::json!({
+        "errors": [{"message": message, "extensions": {"code": "BAD_USER_INPUT", "limit": limit}}]
+    });
+    (status, Json(body)).into_response()
 }
 
 fn error_response(status: StatusCode, error: AppError) -> Response {
@@ -92,15 +100,28 @@ async fn execute(state: &GraphqlState, headers: &HeaderMap, batch: BatchRequest)
         BatchRequest::Single(_) => 1,
         BatchRequest::Batch(list) => list.len(),
     };
-    if count > MAX_BATCH || count == 0 {
-        return error_response(
+    let max = state.app.config.max_batch;
+    if count > max || count == 0 {
+        return limit_response(
             StatusCode::BAD_REQUEST,
-            AppError::bad_input(
-                "batch",
-                format!("a batch must hold 1 to {MAX_BATCH} operations"),
-            ),
+            "batch",
+            format!("a batch must hold 1 to {max} operations"),
         );
     }
+    let timeout = state.app.config.request_timeout;
+    match tokio::time::timeout(timeout, execute_checked(state, headers, batch)).await {
+        Ok(response) => response,
+        // Dropping the request cancels its statements; a connection left inside a
+        // transaction is discarded by the pool, never handed out again.
+        Err(_) => error_response(StatusCode::GATEWAY_TIMEOUT, AppError::Timeout),
+    }
+}
+
+async fn execute_checked(
+    state: &GraphqlState,
+    headers: &HeaderMap,
+    batch: BatchRequest,
+) -> Response {
     let ctx = match context_for(state, headers).await {
         Ok(ctx) => Arc::new(ctx),
         Err(response) => return response,
@@ -140,11 +161,13 @@ async fn execute(state: &GraphqlState, headers: &HeaderMap, batch: BatchRequest)
 /// The request context shared by the operations of one HTTP request.
 pub struct SharedContext(pub Arc<RequestContext>);
 
-/// `POST /graphql`: JSON bodies only (a `text/plain` form post is refused: CSRF).
+/// `POST /graphql`: JSON bodies only (a `text/plain` form post is refused: CSRF),
+/// at most `MAX_BODY_BYTES` (the router's `DefaultBodyLimit`; the body is read
+/// here rather than by async-graphql-axum's extractor, which ignores that limit).
 pub async fn graphql_post(
     State(state): State<GraphqlState>,
     headers: HeaderMap,
-    request: GraphQLBatchRequest,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let json = headers
         .get(header::CONTENT_TYPE)
@@ -165,15 +188,52 @@ pub async fn graphql_post(
             ),
         );
     }
-    execute(&state, &headers, request.into_inner()).await
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return limit_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body",
+                format!(
+                    "the request body is larger than {} bytes",
+                    state.app.config.max_body_bytes
+                ),
+            );
+        }
+        Err(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                AppError::bad_input("body", "the request body could not be read"),
+            )
+        }
+    };
+    let batch: BatchRequest = match serde_json::from_slice(&body) {
+        Ok(batch) => batch,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                AppError::bad_input(
+                    "body",
+                    format!("the body is not a GraphQL request in JSON: {e}"),
+                ),
+            )
+        }
+    };
+    execute(&state, &headers, batch).await
 }
 
 /// `GET /graphql?query=…`: queries only; a mutation is refused with 405.
 pub async fn graphql_get(
     State(state): State<GraphqlState>,
     headers: HeaderMap,
-    request: GraphQLRequest,
+    request: Result<GraphQLRequest, GraphQLRejection>,
 ) -> Response {
+    let Ok(request) = request else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            AppError::bad_input("query", "the query string is not a GraphQL request"),
+        );
+    };
     let request = request.into_inner();
     if is_mutation(&request) {
         let mut response = error_response(

@@ -1,5 +1,13 @@
-//! Query limits checked on the parsed document, before validation and before any
-//! resolver or SQL runs.
+//! Query limits, all checked before any resolver or SQL runs, each answered with
+//! `BAD_USER_INPUT` and `extensions.limit` naming the limit:
+//!
+//! - on the raw text, before parsing: bracket nesting (async-graphql's parser
+//!   recurses on nested list and object values without a guard, so a 3 KB query of
+//!   nested `[` overflows the stack and aborts the process) and the token count;
+//! - on the parsed document: field depth, aliases, directives, and the nesting of
+//!   list fields inside introspection (the "circular introspection" query);
+//! - after validation: complexity, with connection fields costed by their page
+//!   size (see [`page_cost`]).
 //!
 //! Depth is measured here instead of with async-graphql's `limit_depth`, because
 //! that one also counts the introspection query every client tool sends (graphql-js's
@@ -9,15 +17,67 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
-use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{Name, ServerError, ServerResult, Value, Variables};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation,
+};
+use async_graphql::parser::types::{Directive, ExecutableDocument, Selection, SelectionSet};
+use async_graphql::parser::Positioned;
+use async_graphql::{Name, ServerError, ServerResult, ValidationResult, Value, Variables};
 
-/// The query-limit extension.
-#[derive(Debug, Clone, Copy)]
+use crate::config;
+
+/// Deepest nesting of `[`, `{` and `(` in the raw document. Real queries stay far
+/// below (the depth limit is 10 and the standard introspection query nests 13);
+/// the parser's stack is safe far above.
+pub const MAX_NESTING: usize = 32;
+
+/// List-valued introspection fields (`types`, `fields`, ...) one path may pass
+/// through: the standard introspection query needs 3 (`types → fields → args`);
+/// the "circular" `types { fields { type { fields { type { fields ... }}}}}`
+/// multiplies the answer by the schema's size at each level.
+pub const MAX_INTROSPECTION_LISTS: usize = 3;
+
+const INTROSPECTION_LISTS: [&str; 9] = [
+    "types",
+    "fields",
+    "args",
+    "inputFields",
+    "interfaces",
+    "possibleTypes",
+    "enumValues",
+    "directives",
+    "locations",
+];
+
+/// The limits, each configurable (`QUERY_MAX_*`, see [`crate::config`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueryLimits {
     /// Deepest field nesting accepted, not counting introspection.
     pub max_depth: usize,
+    /// Largest complexity: one per field, connection fields times their page size.
+    pub max_complexity: usize,
+    /// Most aliased fields in one operation (fragments counted where spread).
+    pub max_aliases: usize,
+    /// Most directives in one operation (fragments counted where spread).
+    pub max_directives: usize,
+    /// Most tokens in the document.
+    pub max_tokens: usize,
+    /// Whether `__schema` and `__type` may be asked (production turns it off):
+    /// refused with a clear error, where async-graphql alone answers `null`.
+    pub introspection: bool,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self {
+            max_depth: config::DEFAULT_QUERY_MAX_DEPTH,
+            max_complexity: config::DEFAULT_QUERY_MAX_COMPLEXITY,
+            max_aliases: config::DEFAULT_QUERY_MAX_ALIASES,
+            max_directives: config::DEFAULT_QUERY_MAX_DIRECTIVES,
+            max_tokens: config::DEFAULT_QUERY_MAX_TOKENS,
+            introspection: true,
+        }
+    }
 }
 
 impl ExtensionFactory for QueryLimits {
@@ -35,23 +95,89 @@ impl Extension for QueryLimits {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
+        scan(query, MAX_NESTING, self.max_tokens)?;
         let document = next.run(ctx, query, variables).await?;
-        let depth = depth(&document);
-        if depth > self.max_depth {
+        self.check_document(&document)?;
+        Ok(document)
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let result = next.run(ctx).await?;
+        if result.complexity > self.max_complexity {
+            return Err(vec![limit_error(
+                "complexity",
+                format!(
+                    "the query's complexity is {}; the limit is {} (a connection field costs its page size times its selection)",
+                    result.complexity, self.max_complexity
+                ),
+            )]);
+        }
+        Ok(result)
+    }
+}
+
+impl QueryLimits {
+    /// The limits measured on the parsed document.
+    pub fn check_document(&self, document: &ExecutableDocument) -> ServerResult<()> {
+        let m = measure(document);
+        if m.introspection && !self.introspection {
+            return Err(limit_error(
+                "introspection",
+                "introspection is disabled on this server".into(),
+            ));
+        }
+        if m.depth > self.max_depth {
             return Err(limit_error(
                 "depth",
                 format!(
-                    "the query is nested {depth} levels deep; the limit is {}",
-                    self.max_depth
+                    "the query is nested {} levels deep; the limit is {}",
+                    m.depth, self.max_depth
                 ),
             ));
         }
-        Ok(document)
+        if m.introspection_lists > MAX_INTROSPECTION_LISTS {
+            return Err(limit_error(
+                "introspection",
+                format!(
+                    "introspection nests {} list fields in one path; the limit is {MAX_INTROSPECTION_LISTS}",
+                    m.introspection_lists
+                ),
+            ));
+        }
+        if m.aliases > self.max_aliases {
+            return Err(limit_error(
+                "aliases",
+                format!(
+                    "the query has {} aliases; the limit is {}",
+                    m.aliases, self.max_aliases
+                ),
+            ));
+        }
+        if m.repeated_directive {
+            return Err(limit_error(
+                "directives",
+                "a directive is repeated on one field, fragment or operation".into(),
+            ));
+        }
+        if m.directives > self.max_directives {
+            return Err(limit_error(
+                "directives",
+                format!(
+                    "the query has {} directives; the limit is {}",
+                    m.directives, self.max_directives
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
 /// A refusal naming the limit, with a stable code.
-fn limit_error(limit: &str, message: String) -> ServerError {
+pub fn limit_error(limit: &str, message: String) -> ServerError {
     let mut error = ServerError::new(message, None);
     let ext = error.extensions.get_or_insert_with(Default::default);
     ext.set("code", Value::from("BAD_USER_INPUT"));
@@ -59,66 +185,270 @@ fn limit_error(limit: &str, message: String) -> ServerError {
     error
 }
 
-/// The deepest field nesting of any operation, `{ me { id } }` being 2. Fragments
-/// are expanded (each measured once, so fragment "bombs" stay linear); a fragment
-/// cycle counts as nothing here and is refused by validation.
-pub fn depth(document: &ExecutableDocument) -> usize {
-    let mut walker = DepthWalker {
-        document,
-        measured: HashMap::new(),
-        in_progress: Vec::new(),
-    };
-    document
-        .operations
-        .iter()
-        .map(|(_, op)| walker.selection_set(&op.node.selection_set.node))
+/// The cost factor of a connection field: its page size (`first` or `last`, the
+/// default page when neither is given), at least 1. Used in the fields'
+/// `complexity` attributes: `page_cost(first, last) * child_complexity`.
+pub fn page_cost(first: Option<i32>, last: Option<i32>) -> usize {
+    let size = first
+        .into_iter()
+        .chain(last)
         .max()
-        .unwrap_or(0)
+        .map_or(crate::db::DEFAULT_PAGE_SIZE, i64::from);
+    size.clamp(1, i64::from(super::connection::MAX_PAGE_SIZE)) as usize
 }
 
-struct DepthWalker<'a> {
+/// Walks the raw document as GraphQL's lexer would (strings, block strings and
+/// comments are opaque), counting tokens and bracket nesting, and stops at the
+/// first limit passed: linear time, no recursion, no allocation.
+pub fn scan(query: &str, max_nesting: usize, max_tokens: usize) -> ServerResult<()> {
+    let bytes = query.as_bytes();
+    let (mut i, mut nesting, mut tokens) = (0, 0usize, 0usize);
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b' ' | b'\t' | b'\n' | b'\r' | b',' | 0xEF | 0xBB | 0xBF => {
+                i += 1;
+                continue;
+            }
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'"' if bytes[i..].starts_with(b"\"\"\"") => {
+                i += 3;
+                while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
+                    i += if bytes[i..].starts_with(b"\\\"\"\"") {
+                        4
+                    } else {
+                        1
+                    };
+                }
+                i += 3;
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'[' | b'{' | b'(' => {
+                nesting += 1;
+                if nesting > max_nesting {
+                    return Err(limit_error(
+                        "nesting",
+                        format!("brackets nest deeper than {max_nesting} levels"),
+                    ));
+                }
+                i += 1;
+            }
+            b']' | b'}' | b')' => {
+                nesting = nesting.saturating_sub(1);
+                i += 1;
+            }
+            b'.' if bytes[i..].starts_with(b"...") => i += 3,
+            b if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' => {
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric() || b"_-+.".contains(&bytes[i]))
+                {
+                    i += 1;
+                }
+            }
+            _ => i += 1,
+        }
+        tokens += 1;
+        if tokens > max_tokens {
+            return Err(limit_error(
+                "tokens",
+                format!("the document has more than {max_tokens} tokens"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What the document-level limits measure.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Measure {
+    /// Deepest field nesting outside introspection, `{ me { id } }` being 2.
+    pub depth: usize,
+    /// Most list-valued introspection fields on one path (a repeated one counts
+    /// as too many).
+    pub introspection_lists: usize,
+    /// Aliased fields, fragments counted at each spread.
+    pub aliases: usize,
+    /// Directives, fragments counted at each spread.
+    pub directives: usize,
+    /// Whether `__schema` or `__type` is asked.
+    pub introspection: bool,
+    /// A directive used twice on one field, fragment or operation (never valid:
+    /// none is repeatable). Refused as one error rather than one per copy.
+    pub repeated_directive: bool,
+}
+
+/// Measures every operation of the document (the largest of each figure).
+/// Fragments are expanded, each measured once (so fragment "bombs" stay linear
+/// to measure, while their aliases and directives are counted at every spread);
+/// a fragment cycle counts as nothing here and is refused by validation.
+pub fn measure(document: &ExecutableDocument) -> Measure {
+    let mut walker = Walker {
+        document,
+        measured: HashMap::new(),
+        lists_measured: HashMap::new(),
+        in_progress: Vec::new(),
+    };
+    let mut total = Measure::default();
+    for (_, op) in document.operations.iter() {
+        let mut m = walker.selection_set(&op.node.selection_set.node);
+        m.directives = m.directives.saturating_add(op.node.directives.len());
+        m.repeated_directive |= repeats(&op.node.directives);
+        total.repeated_directive |= m.repeated_directive;
+        total.introspection |= m.introspection;
+        total.depth = total.depth.max(m.depth);
+        total.introspection_lists = total.introspection_lists.max(m.introspection_lists);
+        total.aliases = total.aliases.max(m.aliases);
+        total.directives = total.directives.max(m.directives);
+    }
+    total
+}
+
+/// The deepest field nesting of any operation (see [`measure`]).
+pub fn depth(document: &ExecutableDocument) -> usize {
+    measure(document).depth
+}
+
+fn repeats(directives: &[Positioned<Directive>]) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    directives
+        .iter()
+        .any(|d| !seen.insert(d.node.name.node.as_str()))
+}
+
+struct Walker<'a> {
     document: &'a ExecutableDocument,
-    measured: HashMap<&'a Name, usize>,
+    measured: HashMap<&'a Name, Measure>,
+    lists_measured: HashMap<&'a Name, usize>,
     in_progress: Vec<&'a Name>,
 }
 
-impl<'a> DepthWalker<'a> {
-    fn selection_set(&mut self, set: &'a SelectionSet) -> usize {
-        set.items
-            .iter()
-            .map(|item| match &item.node {
+impl<'a> Walker<'a> {
+    fn selection_set(&mut self, set: &'a SelectionSet) -> Measure {
+        let mut total = Measure::default();
+        for item in &set.items {
+            let (mut m, directives) = match &item.node {
                 Selection::Field(field) => {
-                    let name = field.node.name.node.as_str();
-                    if name == "__schema" || name == "__type" {
-                        0
+                    let field = &field.node;
+                    let repeated = repeats(&field.directives);
+                    let name = field.name.node.as_str();
+                    let mut m = if name == "__schema" || name == "__type" {
+                        let lists = self.introspection_lists(&field.selection_set.node);
+                        Measure {
+                            introspection_lists: lists,
+                            introspection: true,
+                            ..self.selection_set_skipping_depth(&field.selection_set.node)
+                        }
                     } else {
-                        1 + self.selection_set(&field.node.selection_set.node)
-                    }
+                        let mut m = self.selection_set(&field.selection_set.node);
+                        m.depth += 1;
+                        m
+                    };
+                    m.aliases = m.aliases.saturating_add(usize::from(field.alias.is_some()));
+                    m.repeated_directive |= repeated;
+                    (m, field.directives.len())
                 }
                 Selection::InlineFragment(fragment) => {
-                    self.selection_set(&fragment.node.selection_set.node)
+                    let mut m = self.selection_set(&fragment.node.selection_set.node);
+                    m.repeated_directive |= repeats(&fragment.node.directives);
+                    (m, fragment.node.directives.len())
                 }
-                Selection::FragmentSpread(spread) => self.fragment(&spread.node.fragment_name.node),
-            })
-            .max()
-            .unwrap_or(0)
+                Selection::FragmentSpread(spread) => {
+                    let mut m = self.fragment(&spread.node.fragment_name.node);
+                    m.repeated_directive |= repeats(&spread.node.directives);
+                    (m, spread.node.directives.len())
+                }
+            };
+            total.repeated_directive |= m.repeated_directive;
+            total.introspection |= m.introspection;
+            m.repeated_directive = false;
+            total.depth = total.depth.max(m.depth);
+            total.introspection_lists = total.introspection_lists.max(m.introspection_lists);
+            total.aliases = total.aliases.saturating_add(m.aliases);
+            total.directives = total
+                .directives
+                .saturating_add(m.directives)
+                .saturating_add(directives);
+        }
+        total
     }
 
-    fn fragment(&mut self, name: &'a Name) -> usize {
-        if let Some(depth) = self.measured.get(name) {
-            return *depth;
+    /// Aliases and directives inside introspection count; its depth does not.
+    fn selection_set_skipping_depth(&mut self, set: &'a SelectionSet) -> Measure {
+        Measure {
+            depth: 0,
+            ..self.selection_set(set)
+        }
+    }
+
+    fn fragment(&mut self, name: &'a Name) -> Measure {
+        if let Some(m) = self.measured.get(name) {
+            return *m;
         }
         let Some((key, fragment)) = self.document.fragments.get_key_value(name) else {
-            return 0; // unknown: validation reports it
+            return Measure::default(); // unknown: validation reports it
         };
         if self.in_progress.contains(&key) {
-            return 0; // a cycle: validation reports it
+            return Measure::default(); // a cycle: validation reports it
         }
         self.in_progress.push(key);
-        let depth = self.selection_set(&fragment.node.selection_set.node);
+        let m = self.selection_set(&fragment.node.selection_set.node);
         self.in_progress.pop();
-        self.measured.insert(key, depth);
-        depth
+        self.measured.insert(key, m);
+        m
+    }
+}
+
+impl<'a> Walker<'a> {
+    /// The most list-valued introspection fields on one path below `set`
+    /// (fragments measured once each; a cycle counts as nothing and is refused by
+    /// validation).
+    fn introspection_lists(&mut self, set: &'a SelectionSet) -> usize {
+        let mut most = 0;
+        for item in &set.items {
+            let below = match &item.node {
+                Selection::Field(field) => {
+                    let own =
+                        usize::from(INTROSPECTION_LISTS.contains(&field.node.name.node.as_str()));
+                    own + self.introspection_lists(&field.node.selection_set.node)
+                }
+                Selection::InlineFragment(fragment) => {
+                    self.introspection_lists(&fragment.node.selection_set.node)
+                }
+                Selection::FragmentSpread(spread) => {
+                    let name = &spread.node.fragment_name.node;
+                    if let Some(n) = self.lists_measured.get(name) {
+                        *n
+                    } else if let Some((key, fragment)) =
+                        self.document.fragments.get_key_value(name)
+                    {
+                        if self.in_progress.contains(&key) {
+                            0
+                        } else {
+                            self.in_progress.push(key);
+                            let n = self.introspection_lists(&fragment.node.selection_set.node);
+                            self.in_progress.pop();
+                            self.lists_measured.insert(key, n);
+                            n
+                        }
+                    } else {
+                        0
+                    }
+                }
+            };
+            most = most.max(below);
+        }
+        most
     }
 }
 
@@ -174,5 +504,94 @@ mod tests {
         }
         query.push_str(" fragment F40 on T { leaf }");
         assert_eq!(depth_of(&query), 2);
+    }
+
+    fn measure_of(query: &str) -> Measure {
+        measure(&async_graphql::parser::parse_query(query).unwrap())
+    }
+
+    fn refused_by(result: ServerResult<()>) -> Option<String> {
+        result.err().map(|e| {
+            e.extensions
+                .and_then(|x| x.get("limit").cloned())
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        })
+    }
+
+    #[test]
+    fn the_scan_refuses_deep_brackets_before_the_parser_sees_them() {
+        let deep = format!("{{ f(x: {}1{}) }}", "[".repeat(2000), "]".repeat(2000));
+        assert_eq!(
+            refused_by(scan(&deep, 32, 10_000)),
+            Some("\"nesting\"".into())
+        );
+        let objects = format!("{{ f(x: {}1{}) }}", "{a:".repeat(2000), "}".repeat(2000));
+        assert_eq!(
+            refused_by(scan(&objects, 32, 10_000)),
+            Some("\"nesting\"".into())
+        );
+        assert_eq!(refused_by(scan("{ f(x: [[[1]]]) }", 32, 10_000)), None);
+    }
+
+    #[test]
+    fn brackets_inside_strings_block_strings_and_comments_do_not_count() {
+        let q = format!(
+            "{{ f(a: \"{0}\", b: \"\"\"{0}\\\"\"\"{0}\"\"\") # {0}\n }}",
+            "[".repeat(100)
+        );
+        assert_eq!(refused_by(scan(&q, 32, 10_000)), None);
+    }
+
+    #[test]
+    fn the_scan_counts_tokens() {
+        let q = format!("{{ {} }}", "a ".repeat(200));
+        assert_eq!(refused_by(scan(&q, 32, 202)), None);
+        assert_eq!(refused_by(scan(&q, 32, 201)), Some("\"tokens\"".into()));
+        // Commas and whitespace are not tokens; `...` is one.
+        assert_eq!(refused_by(scan("{ a, b, ...F }", 32, 6)), None);
+    }
+
+    #[test]
+    fn aliases_and_directives_are_counted_at_every_fragment_spread() {
+        let m = measure_of(
+            "{ a: me { id } ...F ...F } fragment F on Query { b: me { id @skip(if: false) } }",
+        );
+        assert_eq!((m.aliases, m.directives), (3, 2));
+        assert!(!m.repeated_directive);
+    }
+
+    #[test]
+    fn a_repeated_directive_is_flagged_once() {
+        let m = measure_of("{ __typename @aa @aa @aa }");
+        assert!(m.repeated_directive);
+        assert!(!measure_of("{ a @skip(if: true) @include(if: true) }").repeated_directive);
+    }
+
+    #[test]
+    fn circular_introspection_counts_list_fields_on_one_path() {
+        assert_eq!(
+            measure_of(
+                "{ __schema { types { fields { args { name } type { ofType { name } } } } } }"
+            )
+            .introspection_lists,
+            3
+        );
+        assert_eq!(
+            measure_of(
+                "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }"
+            )
+            .introspection_lists,
+            4
+        );
+    }
+
+    #[test]
+    fn page_cost_is_the_page_size_within_bounds() {
+        assert_eq!(page_cost(Some(10), None), 10);
+        assert_eq!(page_cost(None, Some(20)), 20);
+        assert_eq!(page_cost(None, None), 20);
+        assert_eq!(page_cost(Some(-5), None), 1);
+        assert_eq!(page_cost(Some(100_000), None), 100);
     }
 }

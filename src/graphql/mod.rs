@@ -20,24 +20,58 @@ use crate::error::AppError;
 /// The Cortex schema.
 pub type CortexSchema = Schema<query::QueryRoot, mutation::MutationRoot, EmptySubscription>;
 
-/// Largest query depth accepted (introspection not counted: see [`limits`]).
-pub const MAX_DEPTH: usize = 10;
-/// Largest query complexity accepted.
-pub const MAX_COMPLEXITY: usize = 5_000;
+/// How the schema answers: its limits, and what production mode turns off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaOptions {
+    /// The query limits.
+    pub limits: limits::QueryLimits,
+    /// Answer `__schema`/`__type` (off in production unless `INTROSPECTION=true`).
+    pub introspection: bool,
+    /// "Did you mean …" in validation errors (off in production: it leaks the schema).
+    pub suggestions: bool,
+}
+
+impl Default for SchemaOptions {
+    fn default() -> Self {
+        Self {
+            limits: limits::QueryLimits::default(),
+            introspection: true,
+            suggestions: true,
+        }
+    }
+}
+
+impl SchemaOptions {
+    /// The options the configuration asks for.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            limits: limits::QueryLimits {
+                introspection: config.introspection,
+                ..config.limits
+            },
+            introspection: config.introspection,
+            suggestions: !config.production,
+        }
+    }
+}
 
 /// Builds the schema.
-pub fn build_schema() -> CortexSchema {
-    Schema::build(query::QueryRoot, mutation::MutationRoot, EmptySubscription)
-        .extension(limits::QueryLimits {
-            max_depth: MAX_DEPTH,
-        })
-        .limit_complexity(MAX_COMPLEXITY)
-        .finish()
+pub fn build_schema(options: SchemaOptions) -> CortexSchema {
+    let mut builder = Schema::build(query::QueryRoot, mutation::MutationRoot, EmptySubscription)
+        .extension(options.limits);
+    if !options.introspection {
+        builder = builder.disable_introspection();
+    }
+    if !options.suggestions {
+        builder = builder.disable_suggestions();
+    }
+    builder.finish()
 }
 
 /// The schema's SDL, sorted so that it is stable (what `schema.graphql` holds).
 pub fn sdl() -> String {
-    build_schema().sdl_with_options(SDLExportOptions::new().sorted_fields().sorted_enum_items())
+    build_schema(SchemaOptions::default())
+        .sdl_with_options(SDLExportOptions::new().sorted_fields().sorted_enum_items())
 }
 
 /// Gives every error a stable `extensions.code`, the one place errors are mapped:

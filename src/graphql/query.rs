@@ -67,6 +67,7 @@ impl QueryRoot {
 
     /// The caller's workspaces, a keyset page at a time (newest first by default).
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "crate::graphql::limits::page_cost(first, last) * child_complexity")]
     async fn workspaces(
         &self,
         ctx: &Context<'_>,
@@ -112,6 +113,7 @@ impl QueryRoot {
 
     /// Full-text search over the caller's messages (`websearch_to_tsquery` syntax:
     /// words, "quoted phrases", -excluded, or), best first.
+    #[graphql(complexity = "crate::graphql::limits::page_cost(first, None) * child_complexity")]
     async fn search_messages(
         &self,
         ctx: &Context<'_>,

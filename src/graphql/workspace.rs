@@ -82,6 +82,7 @@ impl Workspace {
 
     /// The workspace's conversations, a keyset page at a time (newest first by default).
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "crate::graphql::limits::page_cost(first, last) * child_complexity")]
     async fn conversations(
         &self,
         ctx: &Context<'_>,

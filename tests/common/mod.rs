@@ -6,12 +6,16 @@
 
 use std::sync::OnceLock;
 
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use cortex::auth::Authenticator;
 use cortex::config::{Config, PoolConfig};
 use cortex::db::cluster::{ClusterOptions, EmbeddedCluster};
 use cortex::db::{connect_once, Database};
 use cortex::server::quote_identifier;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde_json::{json, Value};
 
 /// Builds the URL of a database on the test server from its name.
 type UrlFor = Box<dyn Fn(&str) -> String + Send + Sync>;
@@ -258,11 +262,21 @@ impl TestDb {
 
     /// A configuration that points at this database.
     pub fn config(&self) -> Config {
+        self.config_with(&[])
+    }
+
+    /// The configuration with extra variables (which win).
+    pub fn config_with(&self, env: &[(&str, &str)]) -> Config {
         let url = self.url.clone();
-        Config::from_lookup(move |k| match k {
-            "DATABASE_URL" => Some(url.clone()),
-            "DB_POOL_TIMEOUT" => Some("5".into()),
-            _ => None,
+        Config::from_lookup(move |k| {
+            if let Some((_, v)) = env.iter().find(|(name, _)| *name == k) {
+                return Some(v.to_string());
+            }
+            match k {
+                "DATABASE_URL" => Some(url.clone()),
+                "DB_POOL_TIMEOUT" => Some("5".into()),
+                _ => None,
+            }
         })
         .expect("config")
     }
@@ -275,6 +289,7 @@ pub fn test_pool_config() -> PoolConfig {
         timeout: std::time::Duration::from_secs(5),
         recycle: std::time::Duration::from_secs(600),
         echo: false,
+        statement_timeout: std::time::Duration::from_secs(10),
     }
 }
 
@@ -348,4 +363,111 @@ pub fn cortex_command(envs: &[(&str, &str)]) -> std::process::Command {
         command.env(k, v);
     }
     command
+}
+
+/// The HS256 secret of the test API's tokens.
+pub const SECRET: &[u8] = b"graphql-api-test-secret-0123456789";
+
+/// The router on a loopback port over a fresh database, with a token minter.
+pub struct Api {
+    pub db: TestDb,
+    pub http: HttpServer,
+    pub auth: Authenticator,
+}
+
+impl Api {
+    pub async fn new() -> Self {
+        Self::with_env(&[]).await
+    }
+
+    /// The API with extra environment settings (limits, production mode, ...).
+    pub async fn with_env(env: &[(&str, &str)]) -> Self {
+        let db = TestDb::new().await;
+        let state = cortex::AppState::new(db.pool().await, db.config_with(env), SECRET);
+        Self {
+            http: HttpServer::start(state).await,
+            db,
+            auth: Authenticator::new(SECRET),
+        }
+    }
+
+    pub fn token(&self, user: &str) -> String {
+        self.auth
+            .mint(user, Some(&format!("{user} name")), None, 3600)
+    }
+
+    pub async fn send(
+        &self,
+        request: Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        self.http.send(request).await
+    }
+
+    pub async fn raw(&self, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let mut request = Request::post("/graphql").header("content-type", "application/json");
+        if let Some(t) = token {
+            request = request.header("authorization", format!("Bearer {t}"));
+        }
+        let (status, _, bytes) = self
+            .send(request.body(Body::from(body.to_string())).unwrap())
+            .await;
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// Runs a query as `user`; returns the whole response.
+    pub async fn gql(&self, user: &str, query: &str, variables: Value) -> Value {
+        self.raw(
+            Some(&self.token(user)),
+            json!({"query": query, "variables": variables}),
+        )
+        .await
+        .1
+    }
+
+    /// Runs a query that must succeed; returns `data`.
+    pub async fn ok(&self, user: &str, query: &str, variables: Value) -> Value {
+        let response = self.gql(user, query, variables).await;
+        assert!(
+            response.get("errors").is_none(),
+            "unexpected errors: {response:#}"
+        );
+        response["data"].clone()
+    }
+}
+
+/// The first error's `extensions.code`.
+pub fn code(response: &Value) -> &str {
+    response["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("<none>")
+}
+
+#[derive(diesel::QueryableByName)]
+pub struct Calls {
+    #[diesel(sql_type = BigInt)]
+    pub calls: i64,
+}
+
+/// Statements PostgreSQL executed in this test's database, from pg_stat_statements
+/// (excluding the pool's health checks and this query itself).
+/// A connection for reading `pg_stat_statements` in this test's database.
+pub async fn statement_meter(db: &TestDb) -> diesel_async::AsyncPgConnection {
+    let mut conn = db.conn().await;
+    diesel::sql_query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
+pub async fn statements_run(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
+    let row: Calls = diesel::sql_query(
+        "SELECT coalesce(sum(calls), 0)::bigint AS calls FROM pg_stat_statements
+          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND query NOT LIKE '%pg_stat_statements%' AND query <> 'SELECT $1'",
+    )
+    .get_result(conn)
+    .await
+    .expect("pg_stat_statements (the test cluster preloads it)");
+    row.calls
 }
