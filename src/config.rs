@@ -43,7 +43,7 @@ pub const DEFAULT_BATCH_MAX_OPERATIONS: usize = 10;
 /// Default `QUERY_MAX_DEPTH`.
 pub const DEFAULT_QUERY_MAX_DEPTH: usize = 10;
 /// Default `QUERY_MAX_COMPLEXITY`: the README's nested example (10 workspaces × 10
-/// conversations × 20 messages with sender) costs 10,221; ten times it does not pass.
+/// conversations × 20 messages with sender) costs 10,220; ten times it does not pass.
 pub const DEFAULT_QUERY_MAX_COMPLEXITY: usize = 50_000;
 /// Default `QUERY_MAX_ALIASES`.
 pub const DEFAULT_QUERY_MAX_ALIASES: usize = 15;
