@@ -351,4 +351,3 @@ async fn a_statement_over_db_statement_timeout_is_cancelled_as_timeout() {
     assert_eq!(error.code(), "TIMEOUT");
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
 }
-
