@@ -351,3 +351,85 @@ async fn a_statement_over_db_statement_timeout_is_cancelled_as_timeout() {
     assert_eq!(error.code(), "TIMEOUT");
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
 }
+
+#[tokio::test]
+async fn an_exhausted_pool_answers_unavailable_after_the_pool_timeout() {
+    let db = common::TestDb::new().await;
+    let config = db.config_with(&[("DB_POOL_SIZE", "1"), ("DB_POOL_TIMEOUT", "1")]);
+    let pool = cortex::db::Database::connect(&db.url, &config.pool)
+        .await
+        .unwrap();
+    let api_state = cortex::AppState::new(pool.clone(), config, common::SECRET);
+    let http = common::HttpServer::start(api_state).await;
+    let token = cortex::auth::Authenticator::new(common::SECRET).mint("alice", None, None, 60);
+    // A slow request holds the only connection.
+    let held = pool.conn(None).await.unwrap();
+    let started = std::time::Instant::now();
+    let request = Request::post("/graphql")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::from(json!({"query": "{ me { id } }"}).to_string()))
+        .unwrap();
+    let (status, _, body) = http.send(request).await;
+    let waited = started.elapsed();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(code(&body), "UNAVAILABLE", "{body:#}");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        waited >= std::time::Duration::from_millis(900)
+            && waited < std::time::Duration::from_secs(3),
+        "waited {waited:?} for a 1 s pool timeout"
+    );
+    // Once the connection is back, the same request succeeds.
+    drop(held);
+    let request = Request::post("/graphql")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::from(
+            json!({"query": "{ me { userId } }"}).to_string(),
+        ))
+        .unwrap();
+    let (status, _, body) = http.send(request).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+}
+
+#[tokio::test]
+async fn bad_values_are_bad_user_input_and_write_nothing() {
+    let api = Api::new().await;
+    let ws = api
+        .ok(
+            "alice",
+            "mutation { createWorkspaceWithConversation(workspace: {name: \"w\"}, conversation: {topic: \"t\"}) { conversation { id } } }",
+            json!({}),
+        )
+        .await;
+    let conv = ws["createWorkspaceWithConversation"]["conversation"]["id"].clone();
+    let send = "mutation($c: UUID!, $text: String!) { sendMessage(input: {conversationId: $c, content: $text}) { id } }";
+    for (what, query, variables) in [
+        ("a NUL byte in content", send, json!({"c": conv, "text": "nul\u{0}byte"})),
+        ("an invalid UUID", send, json!({"c": "not-a-uuid", "text": "x"})),
+        ("first: 100000", "{ workspaces(first: 100000) { totalCount } }", json!({})),
+        ("last: -1", "{ workspaces(last: -1) { totalCount } }", json!({})),
+        ("a forged cursor", "{ workspaces(after: \"AAAA\") { totalCount } }", json!({})),
+        ("a non-object contains", "{ workspaces(filter: {metadata: {contains: [1]}}) { totalCount } }", json!({})),
+        (
+            "filter nesting over 5",
+            "{ workspaces(filter: {not: {not: {not: {not: {not: {not: {name: {eq: \"x\"}}}}}}}}) { totalCount } }",
+            json!({}),
+        ),
+    ] {
+        let response = api.gql("alice", query, variables).await;
+        assert_eq!(code(&response), "BAD_USER_INPUT", "{what}: {response:#}");
+    }
+    let count = api
+        .ok(
+            "alice",
+            "{ workspaces { nodes { conversations { nodes { messages { totalCount } } } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        count["workspaces"]["nodes"][0]["conversations"]["nodes"][0]["messages"]["totalCount"],
+        0
+    );
+}

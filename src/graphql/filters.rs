@@ -16,7 +16,7 @@ pub const MAX_FILTER_DEPTH: usize = 5;
 /// A predicate on a JSONB `metadata` document.
 #[derive(Debug, Clone, InputObject, Default)]
 pub struct MetadataFilter {
-    /// The document contains this JSON (`@>`, GIN-indexed).
+    /// The document contains this JSON object (`@>`, GIN-indexed).
     pub contains: Option<Json<Value>>,
     /// The document is contained in this JSON (`<@`).
     pub contained_by: Option<Json<Value>>,
@@ -77,11 +77,13 @@ impl MetadataFilter {
         let convert_all = |list: &Option<Vec<MetadataFilter>>| -> AppResult<Vec<DbMetadataFilter>> {
             list.iter().flatten().map(|f| f.convert(field)).collect()
         };
+        // Metadata is always an object: anything else could never match, which
+        // is a mistake in the query rather than an empty answer.
         if let Some(Json(v)) = &self.contains {
-            if !v.is_object() && !v.is_array() {
+            if !v.is_object() {
                 return Err(AppError::bad_input(
                     field,
-                    "`contains` must be a JSON object or array",
+                    "`contains` must be a JSON object",
                 ));
             }
         }
