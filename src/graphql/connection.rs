@@ -124,6 +124,25 @@ pub fn page_info<T>(
     (info, cursors)
 }
 
+/// The cursor of a search hit: its offset in the ranked results.
+pub fn encode_offset(offset: i64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("search:{offset}"))
+}
+
+/// Reads a search cursor; anything but one made by [`encode_offset`] is refused.
+pub fn decode_offset(cursor: &str) -> AppResult<i64> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| {
+            s.strip_prefix("search:")
+                .and_then(|n| n.parse::<i64>().ok())
+        })
+        .filter(|n| (0..=100_000).contains(n))
+        .ok_or_else(|| AppError::bad_input("after", "`after` is not a valid cursor for this list"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -207,19 +207,21 @@ pub async fn graphql_post(
             )
         }
     };
-    let batch: BatchRequest = match serde_json::from_slice(&body) {
+    let batch = match parse_body(&body) {
         Ok(batch) => batch,
-        Err(e) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                AppError::bad_input(
-                    "body",
-                    format!("the body is not a GraphQL request in JSON: {e}"),
-                ),
-            )
-        }
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, e),
     };
     execute(&state, &headers, batch).await
+}
+
+/// Reads a POST body: one GraphQL request or a batch (a JSON array of them).
+pub fn parse_body(body: &[u8]) -> Result<BatchRequest, AppError> {
+    serde_json::from_slice(body).map_err(|e| {
+        AppError::bad_input(
+            "body",
+            format!("the body is not a GraphQL request in JSON: {e}"),
+        )
+    })
 }
 
 /// `GET /graphql?query=…`: queries only; a mutation is refused with 405.

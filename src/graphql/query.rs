@@ -1,13 +1,14 @@
 //! The `Query` root.
 
 use async_graphql::{Context, Object};
-use base64::Engine;
 use uuid::Uuid;
 
 use crate::db::messages::SearchScope;
 use crate::db::{conversations, messages, workspaces, TimeOrder};
 use crate::error::{AppError, AppResult};
-use crate::graphql::connection::{page_args, page_info, PageInfo, MAX_PAGE_SIZE};
+use crate::graphql::connection::{
+    decode_offset, encode_offset, page_args, page_info, PageInfo, MAX_PAGE_SIZE,
+};
 use crate::graphql::context::{caller, conn, load, request};
 use crate::graphql::conversation::Conversation;
 use crate::graphql::filters::WorkspaceFilter;
@@ -183,21 +184,4 @@ impl QueryRoot {
         };
         Ok(SearchConnection { edges, page_info })
     }
-}
-
-fn encode_offset(offset: i64) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("search:{offset}"))
-}
-
-fn decode_offset(cursor: &str) -> AppResult<i64> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| {
-            s.strip_prefix("search:")
-                .and_then(|n| n.parse::<i64>().ok())
-        })
-        .filter(|n| (0..=100_000).contains(n))
-        .ok_or_else(|| AppError::bad_input("after", "`after` is not a valid cursor for this list"))
 }
