@@ -433,3 +433,117 @@ async fn bad_values_are_bad_user_input_and_write_nothing() {
         0
     );
 }
+
+/// graphql-cop's probes, each with the rule it uses to report a finding, against
+/// production mode (`JWT_SECRET` set, no `CORTEX_DEV`): none reports, except
+/// array batching at the default cap of 10 (see the end).
+#[tokio::test]
+async fn graphql_cop_probes_against_production_mode() {
+    let api = Api::with_env(&[("JWT_SECRET", "production-secret-0123456789abcdef")]).await;
+    let token = api.token("alice");
+    let post = |body: Value| {
+        let token = token.clone();
+        let api = &api;
+        async move { api.raw(Some(&token), body).await.1 }
+    };
+    let get = |path: String| {
+        let token = token.clone();
+        let api = &api;
+        async move {
+            let request = Request::get(path)
+                .header("authorization", format!("Bearer {token}"))
+                .header("accept", "text/html,application/json")
+                .body(Body::empty())
+                .unwrap();
+            let (status, _, body) = api.send(request).await;
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+
+    // Introspection: finding when `__schema` comes back.
+    let r =
+        post(json!({"query": "query cop { __schema { types { name fields { name } } } }"})).await;
+    assert!(r["data"]["__schema"].is_null(), "introspection: {r:#}");
+    // Field suggestions: finding when an error says "Did you mean".
+    let r = post(json!({"query": "query cop { __schema { directive } }"})).await;
+    assert!(
+        !r.to_string().contains("Did you mean"),
+        "suggestions: {r:#}"
+    );
+    let r = post(json!({"query": "query cop { workspace }"})).await;
+    assert!(
+        !r.to_string().contains("Did you mean"),
+        "suggestions: {r:#}"
+    );
+    // IDE: finding when the endpoint or the usual IDE paths serve GraphiQL/Playground.
+    for path in ["/graphql", "/", "/graphiql", "/playground"] {
+        let (_, body) = get(path.to_string()).await;
+        let body = body.to_lowercase();
+        assert!(
+            !body.contains("graphiql") && !body.contains("graphql playground"),
+            "IDE at {path}: {body}"
+        );
+    }
+    // Trace mode: finding when `extensions.tracing` comes back.
+    let r = post(json!({"query": "query cop { __typename }"})).await;
+    assert_eq!(r["data"]["__typename"], "Query");
+    assert!(r["extensions"]["tracing"].is_null(), "tracing: {r:#}");
+    // Unhandled errors: finding when an error shows an exception or a stack.
+    let r = post(json!({"query": "query cop { __typename {}"})).await;
+    let text = r.to_string();
+    assert!(r["errors"][0]["extensions"]["code"].is_string(), "{r:#}");
+    assert!(
+        !text.contains("Exception") && !text.contains("stack"),
+        "{text}"
+    );
+    // 101 aliases: finding when the query runs.
+    let r = post(json!({"query": aliases(101).replacen('{', "query cop {", 1)})).await;
+    assert!(r["data"].is_null(), "aliases: {r:#}");
+    // Directive overloading: finding when 10 repeated directives give 10 errors.
+    let r = post(json!({"query": "query cop { __typename @aa@aa@aa@aa@aa@aa@aa@aa@aa@aa }"})).await;
+    assert_eq!(
+        r["errors"].as_array().map(Vec::len),
+        Some(1),
+        "directives: {r:#}"
+    );
+    // Field duplication: finding when 500 copies of a field run.
+    let r = post(json!({"query": format!("query cop {{ {} }}", "__typename ".repeat(500))})).await;
+    assert!(r["data"].is_null(), "field duplication: {r:#}");
+    assert_eq!(limit(&r), "duplicates");
+    // Circular introspection: finding when it runs.
+    let r = post(json!({"query": "query cop { __schema { types { fields { type { fields { type { fields { type { name } } } } } } } } }"})).await;
+    assert!(
+        r["data"].is_null() || r["data"]["__schema"].is_null(),
+        "circular: {r:#}"
+    );
+    // GET mutation: finding when it runs.
+    let (status, body) = get("/graphql?query=mutation%20cop%20%7B__typename%7D".into()).await;
+    assert_eq!(
+        status,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "GET mutation: {body}"
+    );
+    // URL-encoded POST (CSRF): finding when it runs.
+    let request = Request::post("/graphql")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::from("query=query%20cop%20%7B__typename%7D"))
+        .unwrap();
+    let (status, _, _) = api.send(request).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Array batching: graphql-cop reports batches of 10 or more. Cortex takes up
+    // to BATCH_MAX_OPERATIONS (default 10, the batch size Apollo's BatchHttpLink
+    // sends), so it reports this one at the default; 11 are refused.
+    let batch = |n: usize| {
+        Value::Array(
+            (0..n)
+                .map(|_| json!({"query": "query cop { __typename }"}))
+                .collect(),
+        )
+    };
+    let r = post(batch(11)).await;
+    assert_eq!(limit(&r), "batch", "{r:#}");
+    // GET queries are served on purpose (read-only, cacheable; GraphQL over HTTP).
+    let (status, body) = get("/graphql?query=query%20cop%20%7B__typename%7D".into()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

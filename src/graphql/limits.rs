@@ -37,6 +37,11 @@ pub const MAX_NESTING: usize = 32;
 /// multiplies the answer by the schema's size at each level.
 pub const MAX_INTROSPECTION_LISTS: usize = 3;
 
+/// Times one field may be written in one selection set. Writing it twice is
+/// harmless (it is merged), but validation compares such fields pairwise, so
+/// thousands of copies (graphql-cop's "field duplication") cost quadratic time.
+pub const MAX_DUPLICATE_FIELDS: usize = 20;
+
 const INTROSPECTION_LISTS: [&str; 9] = [
     "types",
     "fields",
@@ -172,6 +177,15 @@ impl QueryLimits {
                 ),
             ));
         }
+        if m.duplicate_fields > MAX_DUPLICATE_FIELDS {
+            return Err(limit_error(
+                "duplicates",
+                format!(
+                    "a field is repeated {} times in one selection; the limit is {MAX_DUPLICATE_FIELDS}",
+                    m.duplicate_fields
+                ),
+            ));
+        }
         Ok(())
     }
 }
@@ -283,6 +297,9 @@ pub struct Measure {
     pub directives: usize,
     /// Whether `__schema` or `__type` is asked.
     pub introspection: bool,
+    /// The most times one response key is written in one selection set
+    /// (`{ id id id … }`): merged at execution, but compared pairwise by validation.
+    pub duplicate_fields: usize,
     /// A directive used twice on one field, fragment or operation (never valid:
     /// none is repeatable). Refused as one error rather than one per copy.
     pub repeated_directive: bool,
@@ -306,6 +323,7 @@ pub fn measure(document: &ExecutableDocument) -> Measure {
         m.repeated_directive |= repeats(&op.node.directives);
         total.repeated_directive |= m.repeated_directive;
         total.introspection |= m.introspection;
+        total.duplicate_fields = total.duplicate_fields.max(m.duplicate_fields);
         total.depth = total.depth.max(m.depth);
         total.introspection_lists = total.introspection_lists.max(m.introspection_lists);
         total.aliases = total.aliases.max(m.aliases);
@@ -317,6 +335,18 @@ pub fn measure(document: &ExecutableDocument) -> Measure {
 /// The deepest field nesting of any operation (see [`measure`]).
 pub fn depth(document: &ExecutableDocument) -> usize {
     measure(document).depth
+}
+
+/// How many times the most repeated response key (alias or name) is written in `set`.
+fn most_repeated_field(set: &SelectionSet) -> usize {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for item in &set.items {
+        if let Selection::Field(field) = &item.node {
+            let key = field.node.response_key().node.as_str();
+            *counts.entry(key).or_default() += 1;
+        }
+    }
+    counts.into_values().max().unwrap_or(0)
 }
 
 fn repeats(directives: &[Positioned<Directive>]) -> bool {
@@ -335,7 +365,10 @@ struct Walker<'a> {
 
 impl<'a> Walker<'a> {
     fn selection_set(&mut self, set: &'a SelectionSet) -> Measure {
-        let mut total = Measure::default();
+        let mut total = Measure {
+            duplicate_fields: most_repeated_field(set),
+            ..Measure::default()
+        };
         for item in &set.items {
             let (mut m, directives) = match &item.node {
                 Selection::Field(field) => {
@@ -371,6 +404,7 @@ impl<'a> Walker<'a> {
             };
             total.repeated_directive |= m.repeated_directive;
             total.introspection |= m.introspection;
+            total.duplicate_fields = total.duplicate_fields.max(m.duplicate_fields);
             m.repeated_directive = false;
             total.depth = total.depth.max(m.depth);
             total.introspection_lists = total.introspection_lists.max(m.introspection_lists);
@@ -593,5 +627,11 @@ mod tests {
         assert_eq!(page_cost(None, None), 20);
         assert_eq!(page_cost(Some(-5), None), 1);
         assert_eq!(page_cost(Some(100_000), None), 100);
+    }
+
+    #[test]
+    fn duplicate_fields_count_per_selection_set_by_response_key() {
+        assert_eq!(measure_of("{ a a b: a c { x x x } }").duplicate_fields, 3);
+        assert_eq!(measure_of("{ a b: a }").duplicate_fields, 1);
     }
 }
