@@ -547,3 +547,45 @@ async fn graphql_cop_probes_against_production_mode() {
     let (status, body) = get("/graphql?query=query%20cop%20%7B__typename%7D".into()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+#[tokio::test]
+async fn a_request_over_request_timeout_is_cut_with_timeout() {
+    let db = common::TestDb::new().await;
+    // The pool would wait 10 s for a connection; the request may take 1 s.
+    let config = db.config_with(&[
+        ("DB_POOL_SIZE", "1"),
+        ("DB_POOL_TIMEOUT", "10"),
+        ("REQUEST_TIMEOUT", "1"),
+    ]);
+    let pool = cortex::db::Database::connect(&db.url, &config.pool)
+        .await
+        .unwrap();
+    let http =
+        common::HttpServer::start(cortex::AppState::new(pool.clone(), config, common::SECRET))
+            .await;
+    let token = cortex::auth::Authenticator::new(common::SECRET).mint("alice", None, None, 60);
+    let query = |q: &str| {
+        Request::post("/graphql")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::from(json!({ "query": q }).to_string()))
+            .unwrap()
+    };
+    // The caller's row is created first, so the slow part is the query itself.
+    let (status, _, _) = http.send(query("{ me { id } }")).await;
+    assert_eq!(status, StatusCode::OK);
+    let held = pool.conn(None).await.unwrap();
+    let started = std::time::Instant::now();
+    let (status, _, body) = http.send(query("{ workspaces { totalCount } }")).await;
+    let took = started.elapsed();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body:#}");
+    assert_eq!(code(&body), "TIMEOUT");
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "took {took:?} with REQUEST_TIMEOUT=1"
+    );
+    drop(held);
+    let (status, _, _) = http.send(query("{ workspaces { totalCount } }")).await;
+    assert_eq!(status, StatusCode::OK, "the pool serves again");
+}
