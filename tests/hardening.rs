@@ -8,7 +8,7 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::{code, statement_meter, statements_run, Api};
+use common::{code, graphql_post, statement_meter, statements_run, Api};
 use serde_json::{json, Value};
 
 /// The README's nested example: it must pass every limit.
@@ -365,11 +365,7 @@ async fn an_exhausted_pool_answers_unavailable_after_the_pool_timeout() {
     // A slow request holds the only connection.
     let held = pool.conn(None).await.unwrap();
     let started = std::time::Instant::now();
-    let request = Request::post("/graphql")
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {token}"))
-        .body(Body::from(json!({"query": "{ me { id } }"}).to_string()))
-        .unwrap();
+    let request = graphql_post(Some(&token), &json!({"query": "{ me { id } }"}));
     let (status, _, body) = http.send(request).await;
     let waited = started.elapsed();
     let body: Value = serde_json::from_slice(&body).unwrap();
@@ -382,13 +378,7 @@ async fn an_exhausted_pool_answers_unavailable_after_the_pool_timeout() {
     );
     // Once the connection is back, the same request succeeds.
     drop(held);
-    let request = Request::post("/graphql")
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {token}"))
-        .body(Body::from(
-            json!({"query": "{ me { userId } }"}).to_string(),
-        ))
-        .unwrap();
+    let request = graphql_post(Some(&token), &json!({"query": "{ me { userId } }"}));
     let (status, _, body) = http.send(request).await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
 }
@@ -564,13 +554,7 @@ async fn a_request_over_request_timeout_is_cut_with_timeout() {
         common::HttpServer::start(cortex::AppState::new(pool.clone(), config, common::SECRET))
             .await;
     let token = cortex::auth::Authenticator::new(common::SECRET).mint("alice", None, None, 60);
-    let query = |q: &str| {
-        Request::post("/graphql")
-            .header("content-type", "application/json")
-            .header("authorization", format!("Bearer {token}"))
-            .body(Body::from(json!({ "query": q }).to_string()))
-            .unwrap()
-    };
+    let query = |q: &str| graphql_post(Some(&token), &json!({ "query": q }));
     // The caller's row is created first, so the slow part is the query itself.
     let (status, _, _) = http.send(query("{ me { id } }")).await;
     assert_eq!(status, StatusCode::OK);

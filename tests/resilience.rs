@@ -95,13 +95,10 @@ async fn a_database_outage_fails_fast_then_service_resumes_with_no_lost_writes()
         move |query: &'static str, variables: Value| {
             let (server, token) = (server.clone(), token.clone());
             async move {
-                let request = Request::post("/graphql")
-                    .header("content-type", "application/json")
-                    .header("authorization", format!("Bearer {token}"))
-                    .body(Body::from(
-                        json!({"query": query, "variables": variables}).to_string(),
-                    ))
-                    .unwrap();
+                let request = common::graphql_post(
+                    Some(&token),
+                    &json!({"query": query, "variables": variables}),
+                );
                 let (status, _, body) = server.send(request).await;
                 (status, serde_json::from_slice::<Value>(&body).unwrap())
             }

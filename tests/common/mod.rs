@@ -365,6 +365,15 @@ pub fn cortex_command(envs: &[(&str, &str)]) -> std::process::Command {
     command
 }
 
+/// `POST /graphql` with a JSON `body`, as `token`'s bearer when given.
+pub fn graphql_post(token: Option<&str>, body: &Value) -> Request<Body> {
+    let mut request = Request::post("/graphql").header("content-type", "application/json");
+    if let Some(t) = token {
+        request = request.header("authorization", format!("Bearer {t}"));
+    }
+    request.body(Body::from(body.to_string())).unwrap()
+}
+
 /// The HS256 secret of the test API's tokens.
 pub const SECRET: &[u8] = b"graphql-api-test-secret-0123456789";
 
@@ -404,13 +413,7 @@ impl Api {
     }
 
     pub async fn raw(&self, token: Option<&str>, body: Value) -> (StatusCode, Value) {
-        let mut request = Request::post("/graphql").header("content-type", "application/json");
-        if let Some(t) = token {
-            request = request.header("authorization", format!("Bearer {t}"));
-        }
-        let (status, _, bytes) = self
-            .send(request.body(Body::from(body.to_string())).unwrap())
-            .await;
+        let (status, _, bytes) = self.send(graphql_post(token, &body)).await;
         (status, serde_json::from_slice(&bytes).unwrap())
     }
 
@@ -448,8 +451,6 @@ pub struct Calls {
     pub calls: i64,
 }
 
-/// Statements PostgreSQL executed in this test's database, from pg_stat_statements
-/// (excluding the pool's health checks and this query itself).
 /// A connection for reading `pg_stat_statements` in this test's database.
 pub async fn statement_meter(db: &TestDb) -> diesel_async::AsyncPgConnection {
     let mut conn = db.conn().await;
@@ -460,6 +461,8 @@ pub async fn statement_meter(db: &TestDb) -> diesel_async::AsyncPgConnection {
     conn
 }
 
+/// Statements PostgreSQL executed in this test's database, from pg_stat_statements
+/// (excluding the pool's health checks and this query itself).
 pub async fn statements_run(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
     let row: Calls = diesel::sql_query(
         "SELECT coalesce(sum(calls), 0)::bigint AS calls FROM pg_stat_statements
