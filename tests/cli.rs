@@ -112,3 +112,72 @@ async fn an_unreachable_database_is_one_clear_error() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn serve_logs_one_line_per_operation_with_its_sql_cost() {
+    let db = TestDb::new().await;
+    let secret = "log-test-secret-0123456789abcdef";
+    let mut child = common::cortex_command(&[
+        ("DATABASE_URL", &db.url),
+        ("PORT", "0"),
+        ("JWT_SECRET", secret),
+        ("RUST_LOG", "warn,cortex::request=info"),
+        ("NO_COLOR", "1"),
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("listening line").unwrap();
+        if let Some(url) = line.strip_prefix("Cortex is listening on ") {
+            break url.to_string();
+        }
+    };
+    let token = cortex::auth::Authenticator::new(secret.as_bytes()).mint("alice", None, None, 60);
+    let client = reqwest::Client::new();
+    for body in [
+        serde_json::json!({"query": "query Mine { workspaces { nodes { conversations { totalCount } } } }", "operationName": "Mine"}),
+        serde_json::json!({"query": "{ workspace(id: \"00000000-0000-0000-0000-000000000000\") { id } }"}),
+    ] {
+        client
+            .post(format!("{base}/graphql"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("cortex::request"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    for (line, expected) in lines.iter().zip([
+        [
+            "operation=\"Mine\"",
+            "user=\"alice\"",
+            "statements=1",
+            "outcome=\"OK\"",
+        ],
+        [
+            "operation=\"-\"",
+            "user=\"alice\"",
+            "statements=1",
+            "outcome=\"NOT_FOUND\"",
+        ],
+    ]) {
+        for part in expected {
+            assert!(line.contains(part), "{part} missing in: {line}");
+        }
+        assert!(
+            line.contains("db_ms=") && line.contains("duration_ms="),
+            "{line}"
+        );
+    }
+}

@@ -131,17 +131,35 @@ async fn execute_checked(
         let ctx = ctx.clone();
         let schema = state.schema.clone();
         async move {
-            let before = ctx.stats.statements();
+            let started = std::time::Instant::now();
+            let (statements_before, db_before) = (ctx.stats.statements(), ctx.stats.db_time());
+            let operation = request.operation_name.clone();
             let response = schema
                 .execute(request.data(SharedContext(ctx.clone())))
                 .await;
-            let stats = show_cost.then(|| {
-                (
-                    ctx.stats.statements() - before,
-                    ctx.stats.db_time().as_secs_f64() * 1000.0,
-                )
-            });
-            finish(response, stats)
+            let statements = ctx.stats.statements() - statements_before;
+            let db_ms = (ctx.stats.db_time() - db_before).as_secs_f64() * 1000.0;
+            let response = finish(response, show_cost.then_some((statements, db_ms)));
+            let outcome = response
+                .errors
+                .first()
+                .and_then(|e| e.extensions.as_ref()?.get("code").cloned())
+                .map_or_else(
+                    || "OK".to_string(),
+                    |code| code.to_string().trim_matches('"').to_string(),
+                );
+            // One line per operation: what a frontend developer's query cost.
+            tracing::info!(
+                target: "cortex::request",
+                operation = operation.as_deref().unwrap_or("-"),
+                user = ctx.caller.as_ref().map_or("-", |c| c.user_id.as_str()),
+                statements,
+                db_ms = format!("{db_ms:.2}"),
+                duration_ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
+                outcome,
+                "graphql"
+            );
+            response
         }
     };
     let response = match batch {
