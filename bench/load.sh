@@ -53,10 +53,14 @@ else
 fi
 [ -n "$base" ] && [ -n "$LOAD_TOKEN" ] || { echo "error: the server did not start" >&2; cat "$work/err" >&2; exit 1; }
 
+# One request, sent again and again (bench/api.lua reads "token<TAB>body" lines).
+export BENCH_REQUESTS="$work/requests"
+printf '%s\t%s\n' "$LOAD_TOKEN" \
+    "$(python3 -c 'import json, os; print(json.dumps({"query": os.environ["LOAD_QUERY"]}))')" >"$BENCH_REQUESTS"
 echo "warm-up: 5 s"
-wrk -t2 -c"$CONNECTIONS" -d5s -s bench/load.lua "$base/graphql" >/dev/null
+wrk -t2 -c"$CONNECTIONS" -d5s -s bench/api.lua "$base/graphql" >/dev/null
 echo "load: $CONNECTIONS connections for $DURATION, query: $LOAD_QUERY"
-result=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/load.lua "$base/graphql")
+result=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/api.lua "$base/graphql")
 echo "$result" | sed -n '/^requests:/,$p'
 # VmHWM: the server's peak resident set so far.
 echo "server peak RSS: $(awk '/^VmHWM/ {printf "%.1f MiB", $2 / 1024}' "/proc/$server_pid/status")"

@@ -1,21 +1,33 @@
--- wrk script for bench/load.sh: POSTs one GraphQL request and counts, per thread,
--- responses that are not 200 or whose body holds "errors" (a GraphQL error still
--- comes with 200, so wrk alone would not see it).
-local query = os.getenv("LOAD_QUERY")
-local token = os.getenv("LOAD_TOKEN")
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer " .. token
-wrk.body = '{"query": "' .. query:gsub('\\', '\\\\'):gsub('"', '\\"') .. '"}'
+-- wrk script for the API benchmarks (bench/api.rs) and the load script (bench/load.sh).
+-- BENCH_REQUESTS names a file of lines "token<TAB>json body"; the threads send them
+-- in turn, each from its own starting line, so every request is for a different
+-- owner or id. A response counts as failed when it is not 200 or its body holds
+-- "errors" (a GraphQL error still comes with 200, so wrk alone would not see it).
+local requests = {}
+for line in io.lines(os.getenv("BENCH_REQUESTS")) do
+  local tab = line:find("\t", 1, true)
+  table.insert(requests, { line:sub(1, tab - 1), line:sub(tab + 1) })
+end
 
 local threads = {}
 function setup(thread)
+  thread:set("offset", #threads * 7919)
   table.insert(threads, thread)
 end
 
 function init(args)
+  next_request = offset or 0
   failed = 0
   first_failure = ""
+end
+
+function request()
+  next_request = next_request + 1
+  local r = requests[(next_request % #requests) + 1]
+  return wrk.format("POST", nil, {
+    ["Content-Type"] = "application/json",
+    ["Authorization"] = "Bearer " .. r[1],
+  }, r[2])
 end
 
 function response(status, headers, body)
