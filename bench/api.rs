@@ -1,0 +1,545 @@
+//! The API benchmark: `cargo bench --bench api`.
+//!
+//! 1. Starts a private PostgreSQL like the embedded default (under
+//!    `target/bench-pg`), or uses `BENCH_DATABASE_URL` (with `pg_stat_statements`).
+//! 2. Loads a deterministic dataset made in SQL: 1,000 users, 10,000 workspaces,
+//!    100,000 conversations, 2,000,000 messages with metadata, then `VACUUM
+//!    ANALYZE`; skipped when the data is already there. Ids are `md5`-derived so
+//!    that pgbench scripts can name rows too.
+//! 3. Starts the release `cortex` against it and mints tokens for every owner.
+//! 4. Drives each workload with wrk at a fixed concurrency after a warm-up, every
+//!    request for a different owner or id (`bench/api.lua`).
+//! 5. Prints requests/s, p50/p99, errors (any error makes the run invalid), SQL
+//!    statements per request (`pg_stat_statements` deltas) and the server's RSS.
+//! 6. Runs each workload's hand-written SQL (one statement building the same JSON)
+//!    through `pgbench -M prepared` at the same concurrency: the database's
+//!    ceiling, and the ratio Cortex / ceiling.
+//!
+//! `BENCH_CONNECTIONS` (32), `BENCH_DURATION` (20s), `BENCH_WARMUP` (5s) and
+//! `BENCH_WORKLOADS` (comma-separated names) change the run.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use cortex::auth::Authenticator;
+use cortex::db::cluster::{find_bin_dir, ClusterOptions, EmbeddedCluster};
+use cortex::db::connect_once;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+
+const DATABASE: &str = "cortex_bench_api";
+const SECRET: &str = "api-bench-secret-0123456789abcdef";
+const OWNERS: i64 = 1_000;
+const MESSAGES: i64 = 2_000_000;
+/// Distinct requests per workload file (each a different owner or id).
+const REQUESTS_PER_FILE: i64 = 5_000;
+
+/// 10 workspaces per owner, 10 conversations per workspace, 20 messages per
+/// conversation; `labels.team` is one of 10 teams, `tier` one of 3.
+const DATASET: &str = r#"
+INSERT INTO users (user_id, name, email, metadata)
+  SELECT 'user' || u, 'User ' || u, 'user' || u || '@example.com', jsonb_build_object('plan', (ARRAY['free','pro'])[u % 2 + 1])
+  FROM generate_series(1, 1000) u;
+INSERT INTO workspaces (id, name, description, owner_id, metadata, created_at)
+  SELECT md5('w' || w)::uuid, 'Workspace ' || w, 'generated', 'user' || ((w - 1) / 10 + 1),
+         jsonb_build_object('tier', (ARRAY['gold','silver','bronze'])[w % 3 + 1],
+                            'tags', jsonb_build_array('t' || w % 7, 't' || w % 11),
+                            'priority', w % 5,
+                            'labels', jsonb_build_object('team', 'team' || w % 10)),
+         timestamptz '2026-01-01' + make_interval(secs => w)
+  FROM generate_series(1, 10000) w;
+INSERT INTO conversations (id, workspace_id, topic, participant_ids, metadata, created_at)
+  SELECT md5('c' || c)::uuid, md5('w' || ((c - 1) / 10 + 1))::uuid, 'Topic ' || c,
+         ARRAY['user' || ((c - 1) / 100 + 1)], jsonb_build_object('channel', 'general'),
+         timestamptz '2026-01-01' + make_interval(secs => c)
+  FROM generate_series(1, 100000) c;
+INSERT INTO messages (id, conversation_id, sender_id, content, "timestamp", metadata)
+  SELECT md5('m' || m)::uuid, md5('c' || ((m - 1) / 20 + 1))::uuid, 'user' || ((m - 1) / 2000 + 1),
+         'Message ' || m || ' about the ' || (ARRAY['fox','dog','cat','bird','fish'])[m % 5 + 1]
+           || ' in topic ' || ((m - 1) / 20 + 1),
+         timestamptz '2026-01-01' + make_interval(secs => m),
+         jsonb_build_object('seq', m)
+  FROM generate_series(1, 2000000) m;
+"#;
+
+/// One workload: the GraphQL request for request number `i`, and the pgbench
+/// script of the same work.
+struct Workload {
+    name: &'static str,
+    graphql: fn(i64) -> (i64, String),
+    pgbench: &'static str,
+}
+
+fn owner_of(i: i64) -> i64 {
+    (i * 7919) % OWNERS + 1
+}
+
+fn nested(i: i64) -> (i64, String) {
+    let q = "{ workspaces(first: 10) { nodes { name conversations(first: 10) { nodes { topic messages(last: 20) { nodes { content timestamp sender { name } } } } } } } }";
+    (owner_of(i), serde_json::json!({ "query": q }).to_string())
+}
+
+fn filter(i: i64) -> (i64, String) {
+    let q = format!(
+        "{{ workspaces(first: 50, filter: {{metadata: {{contains: {{tier: \"gold\"}}, path: [{{path: [\"labels\", \"team\"], eq: \"team{}\"}}]}}}}) {{ nodes {{ id name }} }} }}",
+        i % 10
+    );
+    (owner_of(i), serde_json::json!({ "query": q }).to_string())
+}
+
+fn point(i: i64) -> (i64, String) {
+    let m = (i * 104_729) % MESSAGES + 1;
+    let q = "query($id: UUID!) { message(id: $id) { id content timestamp } }";
+    (
+        (m - 1) / 2000 + 1,
+        serde_json::json!({ "query": q, "variables": { "id": format!("@m{m}") } }).to_string(),
+    )
+}
+
+fn search(i: i64) -> (i64, String) {
+    let owner = owner_of(i);
+    let w = (owner - 1) * 10 + i % 10 + 1;
+    let q = "query($w: UUID!, $q: String!) { searchMessages(query: $q, workspaceId: $w, first: 20) { edges { headline node { id content } } } }";
+    let word = ["fox", "dog", "cat", "bird", "fish"][(i % 5) as usize];
+    (
+        owner,
+        serde_json::json!({ "query": q, "variables": { "w": format!("@w{w}"), "q": word } })
+            .to_string(),
+    )
+}
+
+fn write(i: i64) -> (i64, String) {
+    let owner = owner_of(i);
+    let c = (owner - 1) * 100 + i % 100 + 1;
+    let q = "mutation($c: UUID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id timestamp } }";
+    (
+        owner,
+        serde_json::json!({ "query": q, "variables": { "c": format!("@c{c}"), "t": format!("bench message {i}") } })
+            .to_string(),
+    )
+}
+
+const WORKLOADS: [Workload; 5] = [
+    Workload {
+        name: "nested",
+        graphql: nested,
+        pgbench: r#"\set owner random(1, 1000)
+SELECT json_build_object('data', json_build_object('workspaces', json_build_object('nodes', coalesce(json_agg(w), '[]'))))
+FROM (
+  SELECT w.name, json_build_object('nodes', (
+    SELECT coalesce(json_agg(c), '[]') FROM (
+      SELECT c.topic, json_build_object('nodes', (
+        SELECT coalesce(json_agg(m ORDER BY m."timestamp", m.id), '[]') FROM (
+          SELECT m.content, m."timestamp", m.id,
+                 (SELECT json_build_object('name', u.name) FROM users u WHERE u.user_id = m.sender_id) AS sender
+          FROM messages m WHERE m.conversation_id = c.id
+          ORDER BY m."timestamp" DESC, m.id DESC LIMIT 20) m)) AS messages
+      FROM conversations c WHERE c.workspace_id = w.id
+      ORDER BY c.created_at DESC, c.id DESC LIMIT 10) c)) AS conversations
+  FROM workspaces w WHERE w.owner_id = 'user' || :owner
+  ORDER BY w.created_at DESC, w.id DESC LIMIT 10) w;
+"#,
+    },
+    Workload {
+        name: "filter",
+        graphql: filter,
+        pgbench: r#"\set owner random(1, 1000)
+\set team random(0, 9)
+SELECT json_build_object('data', json_build_object('workspaces', json_build_object('nodes', coalesce(json_agg(w), '[]'))))
+FROM (
+  SELECT w.id, w.name FROM workspaces w
+  WHERE w.owner_id = 'user' || :owner
+    AND w.metadata @> jsonb_build_object('tier', 'gold', 'labels', jsonb_build_object('team', 'team' || :team))
+  ORDER BY w.created_at DESC, w.id DESC LIMIT 50) w;
+"#,
+    },
+    Workload {
+        name: "point",
+        graphql: point,
+        pgbench: r#"\set m random(1, 2000000)
+SELECT json_build_object('data', json_build_object('message', row_to_json(x)))
+FROM (
+  SELECT m.id, m.content, m."timestamp", w.owner_id FROM messages m
+  JOIN conversations c ON c.id = m.conversation_id JOIN workspaces w ON w.id = c.workspace_id
+  WHERE m.id = md5('m' || :m)::uuid) x;
+"#,
+    },
+    Workload {
+        name: "search",
+        graphql: search,
+        pgbench: r#"\set w random(1, 10000)
+\set word random(1, 5)
+SELECT json_build_object('data', json_build_object('searchMessages', json_build_object('edges', coalesce(json_agg(h), '[]'))))
+FROM (
+  SELECT ts_headline('english', m.content, q) AS headline, json_build_object('id', m.id, 'content', m.content) AS node
+  FROM messages m JOIN conversations c ON c.id = m.conversation_id,
+       websearch_to_tsquery('english', (ARRAY['fox','dog','cat','bird','fish'])[:word]) q
+  WHERE c.workspace_id = md5('w' || :w)::uuid AND m.tsv @@ q
+  ORDER BY ts_rank(m.tsv, q) DESC, m."timestamp" DESC, m.id DESC LIMIT 20) h;
+"#,
+    },
+    Workload {
+        name: "write",
+        graphql: write,
+        pgbench: r#"\set c random(1, 100000)
+INSERT INTO messages (conversation_id, sender_id, content)
+SELECT c.id, w.owner_id, 'pgbench message' FROM conversations c JOIN workspaces w ON w.id = c.workspace_id
+WHERE c.id = md5('c' || :c)::uuid
+RETURNING json_build_object('data', json_build_object('sendMessage', json_build_object('id', id, 'timestamp', "timestamp")));
+"#,
+    },
+];
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Id {
+    #[diesel(sql_type = Text)]
+    key: String,
+    #[diesel(sql_type = Text)]
+    id: String,
+}
+
+async fn count(conn: &mut AsyncPgConnection, sql: &str) -> Result<i64> {
+    Ok(diesel::sql_query(sql).get_result::<Count>(conn).await?.n)
+}
+
+/// Loads the dataset unless it is there already.
+async fn ensure_dataset(admin_url: &str, url: &str) -> Result<()> {
+    if let Ok(mut conn) = connect_once(url).await {
+        if count(
+            &mut conn,
+            "SELECT count(*) AS n FROM messages WHERE content LIKE 'Message %'",
+        )
+        .await
+        .ok()
+            == Some(MESSAGES)
+        {
+            println!("dataset: already loaded");
+            return Ok(());
+        }
+    }
+    let started = std::time::Instant::now();
+    let mut admin = connect_once(admin_url).await?;
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    diesel::sql_query(format!("CREATE DATABASE {DATABASE}"))
+        .execute(&mut admin)
+        .await?;
+    cortex::db::migrations::run_pending(url).await?;
+    let mut conn = connect_once(url).await?;
+    conn.batch_execute(DATASET).await?;
+    conn.batch_execute("VACUUM ANALYZE").await?;
+    println!(
+        "dataset: loaded in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Replaces every `"@<key>"` placeholder (`@m17`: message 17) with the id the
+/// dataset gave that row, `md5(key)` as a UUID, computed by PostgreSQL.
+async fn resolve_ids(conn: &mut AsyncPgConnection, lines: &mut [String]) -> Result<()> {
+    fn placeholders(line: &str) -> Vec<&str> {
+        line.split("\"@")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect()
+    }
+    let mut keys: Vec<String> = lines
+        .iter()
+        .flat_map(|l| placeholders(l))
+        .map(str::to_string)
+        .collect();
+    keys.sort();
+    keys.dedup();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Id> =
+        diesel::sql_query("SELECT k AS key, md5(k)::uuid::text AS id FROM unnest($1::text[]) k")
+            .bind::<diesel::sql_types::Array<Text>, _>(&keys)
+            .load(conn)
+            .await?;
+    let map: std::collections::HashMap<String, String> =
+        ids.into_iter().map(|i| (i.key, i.id)).collect();
+    for line in lines.iter_mut() {
+        let mut resolved = line.clone();
+        for key in placeholders(line) {
+            resolved = resolved.replace(&format!("\"@{key}\""), &format!("\"{}\"", map[key]));
+        }
+        *line = resolved;
+    }
+    Ok(())
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(url: &str) -> Result<Server> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cortex"))
+        .arg("serve")
+        .env("DATABASE_URL", url)
+        .env("JWT_SECRET", SECRET)
+        .env("PORT", "0")
+        .env("RUST_LOG", "warn")
+        .env(
+            "DB_POOL_SIZE",
+            std::env::var("BENCH_POOL_SIZE").unwrap_or("16".into()),
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("start cortex")?;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().context("cortex exited before listening")??;
+        if let Some(url) = line.strip_prefix("Cortex is listening on ") {
+            break url.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Ok(Server { child, base })
+}
+
+fn rss_mib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// wrk's figures, as bench/api.lua prints them.
+#[derive(Default, Debug)]
+struct Load {
+    requests: f64,
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+    sample: String,
+}
+
+fn wrk(base: &str, requests: &Path, connections: u32, duration: &str) -> Result<Load> {
+    let output = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{duration}"),
+            "--latency",
+            "-s",
+        ])
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/api.lua"))
+        .arg(format!("{base}/graphql"))
+        .env("BENCH_REQUESTS", requests)
+        .output()
+        .context("run wrk (apt-get install wrk)")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut load = Load::default();
+    for line in text.lines() {
+        let numbers: Vec<f64> = line
+            .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        if line.starts_with("requests:") && numbers.len() >= 3 {
+            (load.requests, load.per_second) = (numbers[0], numbers[2]);
+        } else if line.starts_with("latency:") && numbers.len() >= 4 {
+            // "p50 X ms, p99 Y ms": the 50 and 99 are numbers too.
+            (load.p50_ms, load.p99_ms) = (numbers[1], numbers[3]);
+        } else if let Some(e) = line.strip_prefix("errors: ") {
+            load.errors = e.trim().parse().unwrap_or(u64::MAX);
+        } else if let Some(s) = line.strip_prefix("first failure: ") {
+            load.sample = s.to_string();
+        }
+    }
+    if load.requests == 0.0 {
+        bail!(
+            "wrk printed no figures: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(load)
+}
+
+/// pgbench's transactions per second for `script` at `connections`.
+fn pgbench(
+    bin_dir: &Path,
+    url: &str,
+    script: &Path,
+    connections: u32,
+    duration_s: u32,
+) -> Result<f64> {
+    let output = Command::new(bin_dir.join("pgbench"))
+        .args(["-n", "-M", "prepared", "-j", "2"])
+        .arg(format!("-c{connections}"))
+        .arg(format!("-T{duration_s}"))
+        .arg("-f")
+        .arg(script)
+        .arg(url)
+        .output()
+        .context("run pgbench")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l["tps = ".len()..].split_whitespace().next()?.parse().ok())
+        .with_context(|| {
+            format!(
+                "pgbench printed no tps: {text}{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+}
+
+async fn statements_since_reset(conn: &mut AsyncPgConnection) -> Result<i64> {
+    count(
+        conn,
+        "SELECT coalesce(sum(calls), 0)::bigint AS n FROM pg_stat_statements
+          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND query NOT LIKE '%pg_stat_statements%' AND query <> 'SELECT $1'
+            AND query NOT ILIKE 'SET %'",
+    )
+    .await
+}
+
+fn seconds(duration: &str) -> u32 {
+    duration.trim_end_matches('s').parse().unwrap_or(20)
+}
+
+fn main() -> Result<()> {
+    let connections: u32 = std::env::var("BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
+    let duration = std::env::var("BENCH_DURATION").unwrap_or_else(|_| "20s".into());
+    let warmup = std::env::var("BENCH_WARMUP").unwrap_or_else(|_| "5s".into());
+    let only: Option<Vec<String>> = std::env::var("BENCH_WORKLOADS")
+        .ok()
+        .map(|v| v.split(',').map(str::to_string).collect());
+    if Command::new("wrk").arg("--version").output().is_err() {
+        bail!("wrk is not installed: apt-get install wrk");
+    }
+    let bin_dir = find_bin_dir()?;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
+    let work = root.join("bench-api");
+    std::fs::create_dir_all(&work)?;
+
+    let mut options = ClusterOptions::new(root.join("bench-pg"));
+    options.extra_settings = vec![
+        "shared_preload_libraries = 'pg_stat_statements'".into(),
+        "max_connections = 200".into(),
+    ];
+    let (cluster, admin_url, url) = match std::env::var("BENCH_DATABASE_URL") {
+        Ok(url) => (None, url.clone(), url),
+        Err(_) => {
+            let cluster = EmbeddedCluster::start(&options)?;
+            let (a, u) = (
+                cluster.database_url("postgres"),
+                cluster.database_url(DATABASE),
+            );
+            (Some(cluster), a, u)
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let result = runtime.block_on(async {
+        ensure_dataset(&admin_url, &url).await?;
+        let mut meter = connect_once(&url).await?;
+        meter.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await?;
+        // pgbench's write workload leaves rows behind; so does Cortex's. Both are
+        // removed at the start of every run so runs stay comparable.
+        meter
+            .batch_execute("DELETE FROM messages WHERE content LIKE 'bench message %' OR content = 'pgbench message'")
+            .await?;
+
+        let server = start_server(&url)?;
+        let auth = Authenticator::new(SECRET.as_bytes());
+        let tokens: Vec<String> = (1..=OWNERS)
+            .map(|u| auth.mint(&format!("user{u}"), Some(&format!("User {u}")), None, 24 * 3600))
+            .collect();
+        let mut report = String::new();
+        writeln!(report, "\n{connections} connections, {duration} per workload after {warmup} of warm-up, pgbench -M prepared -j 2 at the same concurrency")?;
+        writeln!(report, "| workload | req/s | p50 | p99 | errors | SQL statements / request | pgbench tps (ceiling) | Cortex / ceiling |")?;
+        writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
+        let mut valid = true;
+        for workload in WORKLOADS.iter() {
+            if only.as_ref().is_some_and(|o| !o.iter().any(|n| n == workload.name)) {
+                continue;
+            }
+            let mut lines: Vec<String> = (0..REQUESTS_PER_FILE)
+                .map(|i| {
+                    let (owner, body) = (workload.graphql)(i);
+                    format!("{}\t{body}", tokens[(owner - 1) as usize])
+                })
+                .collect();
+            resolve_ids(&mut meter, &mut lines).await?;
+            let requests = work.join(format!("{}.requests", workload.name));
+            std::fs::write(&requests, lines.join("\n") + "\n")?;
+            let script = work.join(format!("{}.sql", workload.name));
+            std::fs::write(&script, workload.pgbench)?;
+
+            wrk(&server.base, &requests, connections, &warmup)?;
+            meter.batch_execute("SELECT pg_stat_statements_reset()").await?;
+            let load = wrk(&server.base, &requests, connections, &duration)?;
+            let statements = statements_since_reset(&mut meter).await? as f64 / load.requests;
+            let ceiling = pgbench(&bin_dir, &url, &script, connections, seconds(&duration))?;
+            if load.errors > 0 {
+                valid = false;
+                eprintln!("{}: {} errors, e.g. {}", workload.name, load.errors, load.sample);
+            }
+            writeln!(
+                report,
+                "| {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.2} | {:.0} | {:.2}× |",
+                workload.name,
+                load.per_second,
+                load.p50_ms,
+                load.p99_ms,
+                load.errors,
+                statements,
+                ceiling,
+                load.per_second / ceiling
+            )?;
+            println!("{}: done", workload.name);
+        }
+        writeln!(
+            report,
+            "\nserver RSS: peak {:.1} MiB, now {:.1} MiB",
+            rss_mib(server.child.id(), "VmHWM:"),
+            rss_mib(server.child.id(), "VmRSS:")
+        )?;
+        drop(server);
+        meter
+            .batch_execute("DELETE FROM messages WHERE content LIKE 'bench message %' OR content = 'pgbench message'")
+            .await?;
+        print!("{report}");
+        if !valid {
+            println!("INVALID RUN: some requests failed");
+        }
+        anyhow::Ok(valid)
+    });
+    if let Some(cluster) = cluster {
+        cluster.stop()?;
+    }
+    if !result? {
+        std::process::exit(1);
+    }
+    Ok(())
+}
