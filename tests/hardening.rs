@@ -573,3 +573,23 @@ async fn a_request_over_request_timeout_is_cut_with_timeout() {
     let (status, _, _) = http.send(query("{ workspaces { totalCount } }")).await;
     assert_eq!(status, StatusCode::OK, "the pool serves again");
 }
+
+#[tokio::test]
+async fn a_bracket_bomb_sent_by_get_is_refused_before_parsing() {
+    let api = Api::new().await;
+    let token = api.token("alice");
+    let bomb = format!(
+        "{{ me(x: {}1{}) {{ id }} }}",
+        "[".repeat(1600),
+        "]".repeat(1600)
+    );
+    let encoded: String = bomb.bytes().map(|b| format!("%{b:02X}")).collect();
+    let request = Request::get(format!("/graphql?query={encoded}"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let (_, _, body) = api.send(request).await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(limit(&body), "nesting", "{body:#}");
+    api.ok("alice", "{ me { id } }", json!({})).await;
+}

@@ -255,7 +255,7 @@ pub async fn graphql_get(
         );
     };
     let request = request.into_inner();
-    if is_mutation(&request) {
+    if is_mutation(&request, state.app.config.limits.max_tokens) {
         let mut response = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             AppError::bad_input("method", "mutations must be sent with POST"),
@@ -268,7 +268,17 @@ pub async fn graphql_get(
     execute(&state, &headers, BatchRequest::Single(request)).await
 }
 
-fn is_mutation(request: &async_graphql::Request) -> bool {
+fn is_mutation(request: &async_graphql::Request, max_tokens: usize) -> bool {
+    // The raw-text limits first: the parser must never see a bracket bomb. A
+    // document they refuse is refused again, with its reason, by execution.
+    let guarded = crate::graphql::limits::scan(
+        &request.query,
+        crate::graphql::limits::MAX_NESTING,
+        max_tokens,
+    );
+    if guarded.is_err() {
+        return false;
+    }
     let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
         return false;
     };
