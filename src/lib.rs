@@ -27,11 +27,11 @@ use graphql::http::{self as gql_http, GraphqlState};
 /// The HTTP router: every endpoint Cortex serves.
 pub fn router(state: AppState) -> Router {
     let cors = cors_layer(&state);
+    let options = graphql::SchemaOptions::from_config(&state.config);
     let gql = GraphqlState {
         app: state.clone(),
-        schema: Arc::new(graphql::build_schema(graphql::SchemaOptions::from_config(
-            &state.config,
-        ))),
+        schema: Arc::new(graphql::build_schema(options)),
+        limits: options.limits,
         playground_token: state.playground_token.clone(),
     };
     let mut graphql_routes = Router::new().route(

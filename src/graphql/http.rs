@@ -25,6 +25,8 @@ pub struct GraphqlState {
     pub app: AppState,
     /// The schema.
     pub schema: Arc<CortexSchema>,
+    /// The query limits checked before the schema runs a request.
+    pub limits: crate::graphql::limits::QueryLimits,
     /// A ready token to prefill GraphiQL with (embedded default only).
     pub playground_token: Option<String>,
 }
@@ -130,13 +132,14 @@ async fn execute_checked(
     let run = |request: async_graphql::Request| {
         let ctx = ctx.clone();
         let schema = state.schema.clone();
+        let limits = state.limits;
         async move {
             let started = std::time::Instant::now();
             let (statements_before, db_before) = (ctx.stats.statements(), ctx.stats.db_time());
             let operation = request.operation_name.clone();
-            let response = schema
-                .execute(request.data(SharedContext(ctx.clone())))
-                .await;
+            let response =
+                crate::graphql::execute(&schema, &limits, request.data(SharedContext(ctx.clone())))
+                    .await;
             let statements = ctx.stats.statements() - statements_before;
             let db_ms = (ctx.stats.db_time() - db_before).as_secs_f64() * 1000.0;
             let response = finish(response, show_cost.then_some((statements, db_ms)));

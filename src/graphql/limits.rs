@@ -6,8 +6,8 @@
 //!   nested `[` overflows the stack and aborts the process) and the token count;
 //! - on the parsed document: field depth, aliases, directives, and the nesting of
 //!   list fields inside introspection (the "circular introspection" query);
-//! - after validation: complexity, with connection fields costed by their page
-//!   size (see [`page_cost`]).
+//! - in validation: complexity, with connection fields costed by their page size
+//!   (see [`page_cost`]).
 //!
 //! Depth is measured here instead of with async-graphql's `limit_depth`, because
 //! that one also counts the introspection query every client tool sends (graphql-js's
@@ -15,14 +15,10 @@
 //! enough for real queries would break Apollo, Relay and GraphiQL's schema loading.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation,
-};
 use async_graphql::parser::types::{Directive, ExecutableDocument, Selection, SelectionSet};
 use async_graphql::parser::Positioned;
-use async_graphql::{Name, ServerError, ServerResult, ValidationResult, Value, Variables};
+use async_graphql::{Name, ServerError, ServerResult, Value};
 
 use crate::config;
 
@@ -85,47 +81,24 @@ impl Default for QueryLimits {
     }
 }
 
-impl ExtensionFactory for QueryLimits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(*self)
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for QueryLimits {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        scan(query, MAX_NESTING, self.max_tokens)?;
-        let document = next.run(ctx, query, variables).await?;
-        self.check_document(&document)?;
-        Ok(document)
-    }
-
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await?;
-        if result.complexity > self.max_complexity {
-            return Err(vec![limit_error(
-                "complexity",
-                format!(
-                    "the query's complexity is {}; the limit is {} (a connection field costs its page size times its selection)",
-                    result.complexity, self.max_complexity
-                ),
-            )]);
-        }
-        Ok(result)
-    }
-}
-
 impl QueryLimits {
+    /// Checks `request` before it runs: the raw text, then the parsed document,
+    /// which is kept in the request so it is parsed once. A document that does
+    /// not parse passes here; execution reports its syntax error. Complexity is
+    /// checked by the schema's validation (`limit_complexity`, named by
+    /// [`super::normalize_error`]).
+    ///
+    /// Not an async-graphql extension on purpose: with any extension installed,
+    /// every field and list item of every response goes through the extension
+    /// chain, which cost the nested benchmark a measurable share of its CPU.
+    pub fn check_request(&self, request: &mut async_graphql::Request) -> ServerResult<()> {
+        scan(&request.query, MAX_NESTING, self.max_tokens)?;
+        match request.parsed_query() {
+            Ok(document) => self.check_document(document),
+            Err(_) => Ok(()),
+        }
+    }
+
     /// The limits measured on the parsed document.
     pub fn check_document(&self, document: &ExecutableDocument) -> ServerResult<()> {
         let m = measure(document);

@@ -57,8 +57,9 @@ impl SchemaOptions {
 
 /// Builds the schema.
 pub fn build_schema(options: SchemaOptions) -> CortexSchema {
+    // The other limits are checked by `execute`, before the schema sees the request.
     let mut builder = Schema::build(query::QueryRoot, mutation::MutationRoot, EmptySubscription)
-        .extension(options.limits);
+        .limit_complexity(options.limits.max_complexity);
     if !options.introspection {
         builder = builder.disable_introspection();
     }
@@ -67,6 +68,22 @@ pub fn build_schema(options: SchemaOptions) -> CortexSchema {
     }
     builder.finish()
 }
+
+/// Runs one operation: the query limits first (before any resolver or SQL runs),
+/// then the schema.
+pub async fn execute(
+    schema: &CortexSchema,
+    limits: &limits::QueryLimits,
+    mut request: async_graphql::Request,
+) -> async_graphql::Response {
+    if let Err(error) = limits.check_request(&mut request) {
+        return async_graphql::Response::from_errors(vec![error]);
+    }
+    schema.execute(request).await
+}
+
+/// async-graphql's own refusal when validation measures a complexity over the limit.
+const TOO_COMPLEX: &str = "Query is too complex.";
 
 /// The schema's SDL, sorted so that it is stable (what `schema.graphql` holds).
 pub fn sdl() -> String {
@@ -79,6 +96,12 @@ pub fn sdl() -> String {
 /// (so SQL never reaches a client); errors from the GraphQL engine itself (parse,
 /// validation, argument coercion) are `BAD_USER_INPUT`; anything else is `INTERNAL`.
 pub fn normalize_error(mut error: ServerError) -> ServerError {
+    if error.message == TOO_COMPLEX && error.source.is_none() {
+        return limits::limit_error(
+            "complexity",
+            "the query is too complex: a connection field costs its page size (`first`/`last`, default 20) times its selection; see QUERY_MAX_COMPLEXITY".into(),
+        );
+    }
     let has_code = error
         .extensions
         .as_ref()
