@@ -1,5 +1,5 @@
 //! The command line: `cortex serve` (the default), `migrate`, `token`, `print-schema`,
-//! `import-sqlite`.
+//! `import-sqlite`, `backup`, `restore`, `backups`.
 
 use std::process::ExitCode;
 
@@ -65,6 +65,26 @@ pub enum Command {
         /// Test hook: exit abruptly after this many committed batches.
         #[arg(long, hide = true)]
         abort_after_batches: Option<usize>,
+    },
+    /// Dump the database (pg_dump, custom format) to DIR/<db>_<YYYYmmdd_HHMMSS>.dump.
+    Backup {
+        /// Folder for the backup [default: BACKUP_DIR, or ./backups].
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
+    /// Replace the database's contents with a backup (pg_restore, one transaction).
+    Restore {
+        /// The backup file.
+        file: std::path::PathBuf,
+        /// Do not ask for confirmation (required when there is no terminal to ask on).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// List the backups, newest first, with size and time.
+    Backups {
+        /// Folder of the backups [default: BACKUP_DIR, or ./backups].
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
     },
 }
 
@@ -154,6 +174,52 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let closed = handle.close().await;
             result.and(closed)
         }
+        Command::Backup { dir } => {
+            let dir = dir.unwrap_or_else(|| config.backup_dir.clone());
+            let handle = DatabaseHandle::open(&config).await?;
+            let result = crate::backup::backup(&handle.url, &dir).await;
+            let closed = handle.close().await;
+            let file = result?;
+            closed?;
+            println!(
+                "backed up to {} ({})",
+                file.path.display(),
+                human_size(file.size)
+            );
+            Ok(())
+        }
+        Command::Restore { file, yes } => {
+            let handle = DatabaseHandle::open(&config).await?;
+            let result = async {
+                let database = crate::backup::database_name(&handle.url)?;
+                if !yes {
+                    confirm_restore(&database, &file)?;
+                }
+                crate::backup::restore(&handle.url, &file).await?;
+                println!("restored database {database} from {}", file.display());
+                anyhow::Ok(())
+            }
+            .await;
+            let closed = handle.close().await;
+            result.and(closed)
+        }
+        Command::Backups { dir } => {
+            let dir = dir.unwrap_or_else(|| config.backup_dir.clone());
+            let files = crate::backup::list(&dir)?;
+            if files.is_empty() {
+                println!("no backups in {}", dir.display());
+            }
+            for file in files {
+                let time: chrono::DateTime<chrono::Local> = file.modified.into();
+                println!(
+                    "{}  {:>10}  {}",
+                    time.format("%Y-%m-%d %H:%M:%S"),
+                    human_size(file.size),
+                    file.path.display()
+                );
+            }
+            Ok(())
+        }
         Command::Migrate { down } => {
             let handle = DatabaseHandle::open(&config).await?;
             let result = if down {
@@ -177,4 +243,42 @@ async fn dispatch(cli: Cli) -> Result<()> {
             result.and(closed)
         }
     }
+}
+
+/// Asks on the terminal before a restore replaces the database's contents; with no
+/// terminal, refuses (pass `--yes`).
+fn confirm_restore(database: &str, file: &std::path::Path) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "restore replaces every row of database {database}: pass --yes to confirm (there is no terminal to ask on)"
+        );
+    }
+    print!(
+        "This replaces every row of database {database} with {}. Type `yes` to go on: ",
+        file.display()
+    );
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        anyhow::bail!("restore cancelled; nothing was changed");
+    }
+    Ok(())
+}
+
+/// 1536 → "1.5 KiB".
+fn human_size(bytes: u64) -> String {
+    let mut size = bytes as f64;
+    for unit in ["B", "KiB", "MiB", "GiB"] {
+        if size < 1024.0 || unit == "GiB" {
+            return if unit == "B" {
+                format!("{bytes} B")
+            } else {
+                format!("{size:.1} {unit}")
+            };
+        }
+        size /= 1024.0;
+    }
+    unreachable!()
 }

@@ -20,6 +20,7 @@
 //! | `QUERY_MAX_DEPTH` / `QUERY_MAX_COMPLEXITY` / `QUERY_MAX_ALIASES` / `QUERY_MAX_DIRECTIVES` / `QUERY_MAX_TOKENS` | 10 / 50000 / 15 / 50 / 10000 | query limits (`src/graphql/limits.rs`) |
 //! | `CORTEX_DEV` | false | development mode even with `JWT_SECRET` set (production mode is `JWT_SECRET` set and no `CORTEX_DEV`) |
 //! | `INTROSPECTION` | true in development, false in production | answer introspection (and serve GraphiQL) |
+//! | `BACKUP_DIR` | `./backups` | where `cortex backup` writes and `cortex backups` lists |
 //! | `LOADER_DELAY_US` | 50 | microseconds a dataloader waits to collect the keys of one query level (see `bench/RESULTS.md`) |
 
 use std::net::IpAddr;
@@ -28,6 +29,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+/// Default `BACKUP_DIR`.
+pub const DEFAULT_BACKUP_DIR: &str = "backups";
 /// Default `DB_POOL_SIZE`.
 pub const DEFAULT_POOL_SIZE: u32 = 10;
 /// Default `DB_POOL_TIMEOUT`, in seconds.
@@ -135,6 +138,8 @@ pub struct Config {
     pub limits: crate::graphql::limits::QueryLimits,
     /// Production mode: `JWT_SECRET` set and `CORTEX_DEV` not.
     pub production: bool,
+    /// Where backups go.
+    pub backup_dir: PathBuf,
     /// Answer introspection and serve GraphiQL.
     pub introspection: bool,
 }
@@ -294,6 +299,9 @@ impl Config {
             },
             production,
             introspection,
+            backup_dir: get("BACKUP_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_BACKUP_DIR)),
         })
     }
 
