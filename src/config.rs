@@ -6,6 +6,7 @@
 //! | `POSTGRES_USER` / `POSTGRES_PASSWORD` / `POSTGRES_DB` / `POSTGRES_HOST` / `POSTGRES_PORT` | `postgres` / none / user name / `localhost` / `5432` | the URL in parts, used when `DATABASE_URL` is unset |
 //! | `DB_POOL_SIZE` | 10 | connections in the pool |
 //! | `DB_POOL_TIMEOUT` | 5 | seconds to wait for a pooled connection (and to connect) before `UNAVAILABLE` |
+//! | `DB_SLOW_MS` | 500 | log statements at least this slow, with their duration (0: off) |
 //! | `DB_STATEMENT_TIMEOUT` | 10 | seconds one SQL statement may run (`statement_timeout`) before `TIMEOUT` |
 //! | `DB_POOL_RECYCLE` | 1800 | seconds a connection lives before it is replaced |
 //! | `DB_ECHO` | false | log every SQL statement |
@@ -35,6 +36,9 @@ pub const DEFAULT_BACKUP_DIR: &str = "backups";
 pub const DEFAULT_POOL_SIZE: u32 = 10;
 /// Default `DB_POOL_TIMEOUT`, in seconds.
 pub const DEFAULT_POOL_TIMEOUT_SECS: u64 = 5;
+/// Default `DB_SLOW_MS`: statements at least this slow are logged (the seed's
+/// `log_min_duration_statement` advice, on our side).
+pub const DEFAULT_DB_SLOW_MS: u64 = 500;
 /// Default `DB_STATEMENT_TIMEOUT`, in seconds.
 pub const DEFAULT_DB_STATEMENT_TIMEOUT_SECS: u64 = 10;
 /// Default `REQUEST_TIMEOUT`, in seconds.
@@ -105,6 +109,8 @@ pub struct PoolConfig {
     /// Bound on one SQL statement (`statement_timeout`), and on a transaction
     /// left idle (`idle_in_transaction_session_timeout`).
     pub statement_timeout: Duration,
+    /// Log statements at least this slow (`None`: off).
+    pub slow: Option<Duration>,
 }
 
 /// Everything Cortex reads from its environment.
@@ -196,6 +202,16 @@ impl Config {
                     1..=3600,
                     "a number of seconds from 1 to 3600",
                 )?),
+                slow: match parse_in(
+                    &get,
+                    "DB_SLOW_MS",
+                    DEFAULT_DB_SLOW_MS,
+                    0..=3_600_000,
+                    "a number of milliseconds from 0 (off) to 3600000",
+                )? {
+                    0 => None,
+                    ms => Some(Duration::from_millis(ms)),
+                },
             },
             host: match get("HOST") {
                 None => DEFAULT_HOST.parse().expect("valid default host"),

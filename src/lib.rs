@@ -17,9 +17,11 @@ pub mod server;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::header;
 use axum::routing::get;
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 pub use app::AppState;
 
@@ -49,12 +51,20 @@ pub fn router(state: AppState) -> Router {
     let graphql_routes = graphql_routes
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(gql);
+    // Every request carries an id: the client's `X-Request-Id`, or a new UUID; it
+    // is in the request's log line and returned in the response header.
+    let request_id = header::HeaderName::from_static(REQUEST_ID_HEADER);
     Router::new()
         .route("/health", get(health::health))
         .with_state(state)
         .merge(graphql_routes)
         .layer(cors)
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
+
+/// The request-id header, set on every request and response.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// CORS from `CORS_ORIGINS`; permissive only on the embedded default.
 fn cors_layer(state: &AppState) -> CorsLayer {

@@ -114,7 +114,7 @@ async fn an_unreachable_database_is_one_clear_error() {
 }
 
 #[tokio::test]
-async fn serve_logs_one_line_per_operation_with_its_sql_cost() {
+async fn serve_logs_one_json_line_per_operation_with_request_id_and_sql_cost() {
     let db = TestDb::new().await;
     let secret = "log-test-secret-0123456789abcdef";
     let mut child = common::cortex_command(&[
@@ -122,7 +122,7 @@ async fn serve_logs_one_line_per_operation_with_its_sql_cost() {
         ("PORT", "0"),
         ("JWT_SECRET", secret),
         ("RUST_LOG", "warn,cortex::request=info"),
-        ("NO_COLOR", "1"),
+        ("LOG_FORMAT", "json"),
     ])
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::piped())
@@ -138,46 +138,55 @@ async fn serve_logs_one_line_per_operation_with_its_sql_cost() {
     };
     let token = cortex::auth::Authenticator::new(secret.as_bytes()).mint("alice", None, None, 60);
     let client = reqwest::Client::new();
-    for body in [
-        serde_json::json!({"query": "query Mine { workspaces { nodes { conversations { totalCount } } } }", "operationName": "Mine"}),
-        serde_json::json!({"query": "{ workspace(id: \"00000000-0000-0000-0000-000000000000\") { id } }"}),
+    let mut request_ids = Vec::new();
+    for (given, body) in [
+        (
+            Some("client-chosen-id-1"),
+            serde_json::json!({"query": "query Mine { workspaces { nodes { conversations { totalCount } } } }", "operationName": "Mine"}),
+        ),
+        (
+            None,
+            serde_json::json!({"query": "{ workspace(id: \"00000000-0000-0000-0000-000000000000\") { id } }"}),
+        ),
     ] {
-        client
+        let mut request = client
             .post(format!("{base}/graphql"))
             .bearer_auth(&token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+            .json(&body);
+        if let Some(id) = given {
+            request = request.header("x-request-id", id);
+        }
+        let response = request.send().await.unwrap();
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        if let Some(given) = given {
+            assert_eq!(id, given, "the client's id is kept");
+        } else {
+            assert!(uuid::Uuid::parse_str(&id).is_ok(), "a generated id: {id}");
+        }
+        request_ids.push(id);
     }
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let output = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&output.stderr);
-    let lines: Vec<&str> = log
+    let entries: Vec<serde_json::Value> = log
         .lines()
-        .filter(|l| l.contains("cortex::request"))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .filter(|v: &serde_json::Value| v["target"] == "cortex::request")
         .collect();
-    assert_eq!(lines.len(), 2, "{log}");
-    for (line, expected) in lines.iter().zip([
-        [
-            "operation=\"Mine\"",
-            "user=\"alice\"",
-            "statements=1",
-            "outcome=\"OK\"",
-        ],
-        [
-            "operation=\"-\"",
-            "user=\"alice\"",
-            "statements=1",
-            "outcome=\"NOT_FOUND\"",
-        ],
-    ]) {
-        for part in expected {
-            assert!(line.contains(part), "{part} missing in: {line}");
-        }
+    assert_eq!(entries.len(), 2, "{log}");
+    let expected = [("Mine", "OK"), ("-", "NOT_FOUND")];
+    for ((entry, (operation, outcome)), id) in entries.iter().zip(expected).zip(&request_ids) {
+        assert_eq!(entry["request_id"], id.as_str(), "{entry}");
+        assert_eq!(entry["operation"], operation, "{entry}");
+        assert_eq!(entry["outcome"], outcome, "{entry}");
+        assert_eq!(entry["user"], "alice", "{entry}");
+        assert_eq!(entry["statements"], 1, "{entry}");
         assert!(
-            line.contains("db_ms=") && line.contains("duration_ms="),
-            "{line}"
+            entry["db_ms"].is_number() && entry["duration_ms"].is_number(),
+            "{entry}"
         );
     }
 }

@@ -27,6 +27,7 @@ static CONTEXT: LazyLock<Arc<RequestContext>> = LazyLock::new(|| {
             recycle: std::time::Duration::from_secs(60),
             echo: false,
             statement_timeout: std::time::Duration::from_secs(1),
+            slow: None,
         };
         let db = cortex::db::Database::connect(
             "postgresql://fuzz@localhost/none?host=/nonexistent",

@@ -48,31 +48,61 @@ impl QueryStats {
     }
 }
 
-/// Counts statements into the current request's [`QueryStats`] and, with `DB_ECHO`,
-/// logs each one.
-struct StatementObserver {
+/// What is logged of each statement.
+#[derive(Debug, Clone, Copy, Default)]
+struct StatementLogging {
+    /// Every statement (`DB_ECHO`).
     echo: bool,
+    /// Statements slower than this, with their duration (`DB_SLOW_MS`).
+    slow: Option<Duration>,
+}
+
+/// Counts statements into the current request's [`QueryStats`], logs each one
+/// with `DB_ECHO`, and the slow ones past `DB_SLOW_MS`.
+struct StatementObserver {
+    logging: StatementLogging,
     stats: Option<Arc<QueryStats>>,
     started: Option<Instant>,
+}
+
+impl StatementObserver {
+    fn new(logging: StatementLogging, stats: Option<Arc<QueryStats>>) -> Self {
+        Self {
+            logging,
+            stats,
+            started: None,
+        }
+    }
 }
 
 impl Instrumentation for StatementObserver {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         match event {
             InstrumentationEvent::StartQuery { query, .. } => {
-                if self.echo {
+                if self.logging.echo {
                     tracing::info!(target: "cortex::sql", "{query}");
                 }
                 self.started = Some(Instant::now());
             }
-            InstrumentationEvent::FinishQuery { .. } => {
+            InstrumentationEvent::FinishQuery { query, .. } => {
+                let Some(elapsed) = self.started.take().map(|s| s.elapsed()) else {
+                    return;
+                };
                 if let Some(stats) = &self.stats {
                     stats.statements.fetch_add(1, Ordering::Relaxed);
-                    if let Some(started) = self.started.take() {
-                        stats
-                            .db_micros
-                            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                    }
+                    stats
+                        .db_micros
+                        .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+                }
+                if self.logging.slow.is_some_and(|slow| elapsed >= slow) {
+                    // The statement without its bound values: those are user data.
+                    let text = query.to_string();
+                    let statement = text.split(" -- binds:").next().unwrap_or_default();
+                    tracing::warn!(
+                        target: "cortex::sql::slow",
+                        duration_ms = elapsed.as_secs_f64() * 1000.0,
+                        "slow statement: {statement}"
+                    );
                 }
             }
             _ => {}
@@ -84,14 +114,14 @@ impl Instrumentation for StatementObserver {
 #[derive(Clone)]
 pub struct Database {
     pool: DbPool,
-    echo: bool,
+    logging: StatementLogging,
 }
 
 /// A pooled connection that counts its statements for one request; on release it
 /// stops counting, so the pool's own health checks are not billed to anyone.
 pub struct DbConn<'a> {
     conn: PooledConnection<'a, AsyncPgConnection>,
-    echo: bool,
+    logging: StatementLogging,
 }
 
 impl std::ops::Deref for DbConn<'_> {
@@ -109,19 +139,18 @@ impl std::ops::DerefMut for DbConn<'_> {
 
 impl Drop for DbConn<'_> {
     fn drop(&mut self) {
-        let echo = self.echo;
-        self.conn.set_instrumentation(StatementObserver {
-            echo,
-            stats: None,
-            started: None,
-        });
+        self.conn
+            .set_instrumentation(StatementObserver::new(self.logging, None));
     }
 }
 
 impl Database {
     /// Builds the pool (connections are made lazily; see [`Database::check`]).
     pub async fn connect(url: &str, config: &PoolConfig) -> Result<Self, PoolError> {
-        let echo = config.echo;
+        let logging = StatementLogging {
+            echo: config.echo,
+            slow: config.slow,
+        };
         let connect_timeout = config.timeout;
         // A runaway statement ends with `TIMEOUT` instead of holding a connection,
         // and a transaction left open by a cancelled request is ended by the server.
@@ -134,7 +163,7 @@ impl Database {
             let url = url.to_string();
             let session = session.clone();
             async move {
-                let mut conn = establish(&url, connect_timeout, echo).await?;
+                let mut conn = establish(&url, connect_timeout, logging).await?;
                 diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, &session)
                     .await
                     .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
@@ -152,20 +181,16 @@ impl Database {
             .test_on_check_out(true)
             .retry_connection(false)
             .build_unchecked(manager);
-        Ok(Self { pool, echo })
+        Ok(Self { pool, logging })
     }
 
     /// A connection whose statements count toward `stats`.
     pub async fn conn(&self, stats: Option<&Arc<QueryStats>>) -> Result<DbConn<'_>, PoolError> {
         let mut conn = self.pool.get().await?;
-        conn.set_instrumentation(StatementObserver {
-            echo: self.echo,
-            stats: stats.cloned(),
-            started: None,
-        });
+        conn.set_instrumentation(StatementObserver::new(self.logging, stats.cloned()));
         Ok(DbConn {
             conn,
-            echo: self.echo,
+            logging: self.logging,
         })
     }
 
@@ -187,24 +212,20 @@ impl Database {
 async fn establish(
     url: &str,
     timeout: Duration,
-    echo: bool,
+    logging: StatementLogging,
 ) -> ConnectionResult<AsyncPgConnection> {
     let mut conn = tokio::time::timeout(timeout, AsyncPgConnection::establish(url))
         .await
         .map_err(|_| {
             diesel::ConnectionError::BadConnection("timed out connecting to PostgreSQL".into())
         })??;
-    conn.set_instrumentation(StatementObserver {
-        echo,
-        stats: None,
-        started: None,
-    });
+    conn.set_instrumentation(StatementObserver::new(logging, None));
     Ok(conn)
 }
 
 /// Opens a single connection outside the pool (CLI tools, administration).
 pub async fn connect_once(url: &str) -> ConnectionResult<AsyncPgConnection> {
-    establish(url, Duration::from_secs(30), false).await
+    establish(url, Duration::from_secs(30), StatementLogging::default()).await
 }
 
 /// The key rows are ordered by: a timestamp, then the id as a tie-break.

@@ -129,8 +129,14 @@ async fn execute_checked(
         Err(response) => return response,
     };
     let show_cost = state.app.config.is_embedded();
+    let request_id = headers
+        .get(crate::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
     let run = |request: async_graphql::Request| {
         let ctx = ctx.clone();
+        let request_id = request_id.clone();
         let schema = state.schema.clone();
         let limits = state.limits;
         async move {
@@ -154,11 +160,12 @@ async fn execute_checked(
             // One line per operation: what a frontend developer's query cost.
             tracing::info!(
                 target: "cortex::request",
+                request_id,
                 operation = operation.as_deref().unwrap_or("-"),
                 user = ctx.caller.as_ref().map_or("-", |c| c.user_id.as_str()),
                 statements,
-                db_ms = format!("{db_ms:.2}"),
-                duration_ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
+                db_ms = round2(db_ms),
+                duration_ms = round2(started.elapsed().as_secs_f64() * 1000.0),
                 outcome,
                 "graphql"
             );
@@ -177,6 +184,11 @@ async fn execute_checked(
         }
     };
     async_graphql_axum::GraphQLResponse::from(response).into_response()
+}
+
+/// Milliseconds to two decimals: numbers in JSON logs, short in text logs.
+fn round2(ms: f64) -> f64 {
+    (ms * 100.0).round() / 100.0
 }
 
 /// The request context shared by the operations of one HTTP request.

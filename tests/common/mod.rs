@@ -290,6 +290,7 @@ pub fn test_pool_config() -> PoolConfig {
         recycle: std::time::Duration::from_secs(600),
         echo: false,
         statement_timeout: std::time::Duration::from_secs(10),
+        slow: None,
     }
 }
 
