@@ -17,16 +17,21 @@ pub struct AppState {
     pub auth: Authenticator,
     /// A ready token GraphiQL opens with (embedded default only).
     pub playground_token: Option<String>,
+    /// Renders `/metrics`, when `METRICS_ADDR` or `METRICS_TOKEN` asks for it.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl AppState {
     /// State over an existing pool, verifying tokens with `secret`.
     pub fn new(db: Database, config: Config, secret: &[u8]) -> Self {
+        let metrics = (config.metrics_addr.is_some() || config.metrics_token.is_some())
+            .then(crate::metrics::install);
         Self {
             db,
             config: Arc::new(config),
             auth: Authenticator::new(secret),
             playground_token: None,
+            metrics,
         }
     }
 }

@@ -22,6 +22,8 @@
 //! | `CORTEX_DEV` | false | development mode even with `JWT_SECRET` set (production mode is `JWT_SECRET` set and no `CORTEX_DEV`) |
 //! | `INTROSPECTION` | true in development, false in production | answer introspection (and serve GraphiQL) |
 //! | `BACKUP_DIR` | `./backups` | where `cortex backup` writes and `cortex backups` lists |
+//! | `METRICS_ADDR` | — | serve Prometheus `/metrics` on this separate address (unauthenticated: keep it private) |
+//! | `METRICS_TOKEN` | — | serve `/metrics` on the main port to `Authorization: Bearer <token>` |
 //! | `LOADER_DELAY_US` | 50 | microseconds a dataloader waits to collect the keys of one query level (see `bench/RESULTS.md`) |
 
 use std::net::IpAddr;
@@ -146,6 +148,10 @@ pub struct Config {
     pub production: bool,
     /// Where backups go.
     pub backup_dir: PathBuf,
+    /// A separate listener serving `/metrics` (unauthenticated: bind it privately).
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// `/metrics` on the main port for `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
     /// Answer introspection and serve GraphiQL.
     pub introspection: bool,
 }
@@ -318,6 +324,15 @@ impl Config {
             backup_dir: get("BACKUP_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_BACKUP_DIR)),
+            metrics_addr: match get("METRICS_ADDR") {
+                None => None,
+                Some(v) => Some(v.trim().parse().map_err(|_| ConfigError {
+                    variable: "METRICS_ADDR",
+                    value: v,
+                    expected: "an address and port such as 127.0.0.1:9100",
+                })?),
+            },
+            metrics_token: get("METRICS_TOKEN"),
         })
     }
 

@@ -95,36 +95,44 @@ impl AppError {
 
 impl From<DieselError> for AppError {
     fn from(error: DieselError) -> Self {
-        match &error {
-            DieselError::NotFound => AppError::NotFound("record not found".into()),
-            DieselError::DatabaseError(kind, info) => {
-                tracing::warn!(
-                    kind = ?kind,
-                    constraint = info.constraint_name().unwrap_or(""),
-                    "database error: {}",
-                    info.message()
-                );
-                match kind {
-                    DatabaseErrorKind::UniqueViolation => {
-                        AppError::Conflict("a record with this data already exists".into())
-                    }
-                    DatabaseErrorKind::ForeignKeyViolation => {
-                        AppError::Conflict("referenced record does not exist".into())
-                    }
-                    DatabaseErrorKind::UnableToSendCommand
-                    | DatabaseErrorKind::ClosedConnection => AppError::Unavailable,
-                    DatabaseErrorKind::CheckViolation | DatabaseErrorKind::NotNullViolation => {
-                        AppError::BadUserInput {
-                            message: "the data violates a constraint".into(),
-                            field: None,
-                        }
-                    }
-                    _ => classify_message(info.message())
-                        .unwrap_or_else(|| AppError::internal(&error)),
-                }
-            }
-            _ => AppError::internal(&error),
+        let mapped = map_database_error(&error);
+        if !matches!(error, DieselError::NotFound) {
+            metrics::counter!(crate::metrics::DB_ERRORS, "code" => mapped.code()).increment(1);
         }
+        mapped
+    }
+}
+
+fn map_database_error(error: &DieselError) -> AppError {
+    match error {
+        DieselError::NotFound => AppError::NotFound("record not found".into()),
+        DieselError::DatabaseError(kind, info) => {
+            tracing::warn!(
+                kind = ?kind,
+                constraint = info.constraint_name().unwrap_or(""),
+                "database error: {}",
+                info.message()
+            );
+            match kind {
+                DatabaseErrorKind::UniqueViolation => {
+                    AppError::Conflict("a record with this data already exists".into())
+                }
+                DatabaseErrorKind::ForeignKeyViolation => {
+                    AppError::Conflict("referenced record does not exist".into())
+                }
+                DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection => {
+                    AppError::Unavailable
+                }
+                DatabaseErrorKind::CheckViolation | DatabaseErrorKind::NotNullViolation => {
+                    AppError::BadUserInput {
+                        message: "the data violates a constraint".into(),
+                        field: None,
+                    }
+                }
+                _ => classify_message(info.message()).unwrap_or_else(|| AppError::internal(error)),
+            }
+        }
+        _ => AppError::internal(error),
     }
 }
 
@@ -146,6 +154,7 @@ fn classify_message(message: &str) -> Option<AppError> {
 
 impl From<crate::db::PoolError> for AppError {
     fn from(error: crate::db::PoolError) -> Self {
+        metrics::counter!(crate::metrics::DB_ERRORS, "code" => "UNAVAILABLE").increment(1);
         match error {
             bb8::RunError::TimedOut => {
                 tracing::warn!("timed out waiting for a database connection");

@@ -11,6 +11,7 @@ pub mod error;
 pub mod graphql;
 pub mod health;
 pub mod import;
+pub mod metrics;
 pub mod seed;
 pub mod server;
 
@@ -54,13 +55,22 @@ pub fn router(state: AppState) -> Router {
     // Every request carries an id: the client's `X-Request-Id`, or a new UUID; it
     // is in the request's log line and returned in the response header.
     let request_id = header::HeaderName::from_static(REQUEST_ID_HEADER);
-    Router::new()
-        .route("/health", get(health::health))
-        .with_state(state)
+    let mut main = Router::new().route("/health", get(health::health));
+    if state.config.metrics_token.is_some() {
+        main = main.route("/metrics", get(metrics::metrics_with_token));
+    }
+    main.with_state(state)
         .merge(graphql_routes)
         .layer(cors)
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// The router of the private `METRICS_ADDR` listener: `/metrics` only.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::metrics_open))
+        .with_state(state)
 }
 
 /// The request-id header, set on every request and response.

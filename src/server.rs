@@ -122,6 +122,15 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested: finishing in-flight requests");
 }
 
+/// Stops a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// `cortex serve`: database, migrations, then HTTP until a stop signal.
 pub async fn serve(config: Config) -> Result<()> {
     let handle = DatabaseHandle::open(&config).await?;
@@ -162,6 +171,23 @@ async fn serve_on(config: &Config, handle: &DatabaseHandle) -> Result<()> {
         state.playground_token = Some(token);
     }
     let playground_token = state.playground_token.clone();
+    // The metrics listener lives as long as the process serves; it is private
+    // (METRICS_ADDR is meant for a loopback or internal address).
+    let _metrics_task = match config.metrics_addr {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on METRICS_ADDR {addr}"))?;
+            let local = listener.local_addr()?;
+            tracing::info!("metrics on http://{local}/metrics");
+            println!("Metrics: http://{local}/metrics");
+            let metrics = crate::metrics_router(state.clone());
+            Some(AbortOnDrop(tokio::spawn(async move {
+                let _ = axum::serve(listener, metrics).await;
+            })))
+        }
+        None => None,
+    };
     let app = crate::router(state);
 
     let addr = SocketAddr::new(config.host, config.port);

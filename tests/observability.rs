@@ -73,3 +73,168 @@ async fn statements_slower_than_db_slow_ms_are_logged_with_their_duration() {
         .expect("a duration");
     assert!((200.0..5_000.0).contains(&ms), "{ms} ms for a 200 ms sleep");
 }
+
+fn scrape(text: &str) -> prometheus_parse::Scrape {
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text")
+}
+
+fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .find(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(ref buckets) => {
+                buckets.last().map_or(0.0, |b| b.count)
+            }
+            prometheus_parse::Value::Summary(_) => 0.0,
+        })
+}
+
+#[tokio::test]
+async fn metrics_are_served_only_with_the_metrics_token_and_parse_as_prometheus_text() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    let api = common::Api::with_env(&[("METRICS_TOKEN", "metrics-secret")]).await;
+    api.ok(
+        "alice",
+        "mutation { createWorkspaceWithConversation(workspace: {name: \"w\"}, conversation: {topic: \"t\"}) { workspace { id } } }",
+        serde_json::json!({}),
+    )
+    .await;
+    for _ in 0..3 {
+        api.ok(
+            "alice",
+            "query Mine { workspaces { nodes { conversations { nodes { messages { totalCount } } } } } }",
+            serde_json::json!({}),
+        )
+        .await;
+    }
+    let get = |auth: Option<&'static str>| {
+        let mut request = Request::get("/metrics");
+        if let Some(a) = auth {
+            request = request.header("authorization", a);
+        }
+        request.body(Body::empty()).unwrap()
+    };
+    for refused in [None, Some("Bearer wrong"), Some("Bearer metrics-secre")] {
+        let (status, _, _) = api.send(get(refused)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused:?}");
+    }
+    let (status, headers, body) = api.send(get(Some("Bearer metrics-secret"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = String::from_utf8(body).unwrap();
+    let scrape = scrape(&text);
+    let mine = [("operation", "Mine"), ("outcome", "OK")];
+    assert!(
+        value(&scrape, "cortex_graphql_requests_total", &mine) >= Some(3.0),
+        "{text}"
+    );
+    assert!(
+        value(&scrape, "cortex_graphql_request_duration_seconds", &mine) >= Some(3.0),
+        "{text}"
+    );
+    assert!(
+        value(&scrape, "cortex_graphql_sql_statements", &[]) >= Some(4.0),
+        "{text}"
+    );
+    for loader in ["ConversationPageKey", "MessageCountKey"] {
+        assert!(
+            value(
+                &scrape,
+                "cortex_dataloader_batch_size",
+                &[("loader", loader)]
+            ) >= Some(3.0),
+            "{loader}: {text}"
+        );
+    }
+    assert!(
+        value(&scrape, "cortex_db_pool_wait_seconds", &[]) >= Some(1.0),
+        "{text}"
+    );
+    for gauge in [
+        "cortex_db_pool_connections",
+        "cortex_db_pool_idle_connections",
+        "cortex_db_pool_waiters",
+    ] {
+        assert!(value(&scrape, gauge, &[]).is_some(), "{gauge}: {text}");
+    }
+
+    // Without METRICS_TOKEN (or METRICS_ADDR) there is no /metrics at all.
+    let closed = common::Api::new().await;
+    let (status, _, _) = closed.send(get(Some("Bearer metrics-secret"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn metrics_addr_serves_metrics_on_a_separate_listener() {
+    use std::io::BufRead;
+    let db = common::TestDb::new().await;
+    let mut child = common::cortex_command(&[
+        ("DATABASE_URL", db.url.as_str()),
+        ("PORT", "0"),
+        ("METRICS_ADDR", "127.0.0.1:0"),
+        ("JWT_SECRET", "metrics-addr-secret-0123456789"),
+    ])
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut base, mut metrics) = (None, None);
+    while base.is_none() || metrics.is_none() {
+        let line = lines.next().expect("cortex exited early").unwrap();
+        if let Some(url) = line.strip_prefix("Cortex is listening on ") {
+            base = Some(url.trim().to_string());
+        } else if let Some(url) = line.strip_prefix("Metrics: ") {
+            metrics = Some(url.trim().to_string());
+        }
+    }
+    let (base, metrics) = (base.unwrap(), metrics.unwrap());
+    let client = reqwest::Client::new();
+    let token = cortex::auth::Authenticator::new(b"metrics-addr-secret-0123456789")
+        .mint("alice", None, None, 60);
+    client
+        .post(format!("{base}/graphql"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"query": "query Me { me { id } }", "operationName": "Me"}))
+        .send()
+        .await
+        .unwrap();
+    let text = client
+        .get(&metrics)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let scrape = scrape(&text);
+    assert_eq!(
+        value(
+            &scrape,
+            "cortex_graphql_requests_total",
+            &[("operation", "Me"), ("outcome", "OK")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    // The main port does not serve it.
+    let status = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 404);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}

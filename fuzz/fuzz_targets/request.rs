@@ -57,7 +57,7 @@ fuzz_target!(|body: &[u8]| {
     for request in requests.into_iter().take(10) {
         let request = request.data(SharedContext(CONTEXT.clone()));
         let limits = cortex::graphql::limits::QueryLimits::default();
-        let response = RUNTIME.block_on(cortex::graphql::execute(&SCHEMA, &limits, request));
+        let (response, _) = RUNTIME.block_on(cortex::graphql::execute(&SCHEMA, &limits, request));
         for error in response.errors.into_iter().map(normalize_error) {
             let code = error
                 .extensions

@@ -186,7 +186,11 @@ impl Database {
 
     /// A connection whose statements count toward `stats`.
     pub async fn conn(&self, stats: Option<&Arc<QueryStats>>) -> Result<DbConn<'_>, PoolError> {
-        let mut conn = self.pool.get().await?;
+        let waiting = Instant::now();
+        let got = self.pool.get().await;
+        metrics::histogram!(crate::metrics::POOL_WAIT_SECONDS)
+            .record(waiting.elapsed().as_secs_f64());
+        let mut conn = got?;
         conn.set_instrumentation(StatementObserver::new(self.logging, stats.cloned()));
         Ok(DbConn {
             conn,

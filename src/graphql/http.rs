@@ -142,8 +142,7 @@ async fn execute_checked(
         async move {
             let started = std::time::Instant::now();
             let (statements_before, db_before) = (ctx.stats.statements(), ctx.stats.db_time());
-            let operation = request.operation_name.clone();
-            let response =
+            let (response, operation) =
                 crate::graphql::execute(&schema, &limits, request.data(SharedContext(ctx.clone())))
                     .await;
             let statements = ctx.stats.statements() - statements_before;
@@ -157,6 +156,12 @@ async fn execute_checked(
                     || "OK".to_string(),
                     |code| code.to_string().trim_matches('"').to_string(),
                 );
+            crate::metrics::record_operation(
+                &crate::metrics::operation_label(operation.as_deref()),
+                &outcome,
+                started.elapsed(),
+                statements,
+            );
             // One line per operation: what a frontend developer's query cost.
             tracing::info!(
                 target: "cortex::request",

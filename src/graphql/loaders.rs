@@ -200,6 +200,7 @@ impl Loader<ConversationPageKey> for CortexLoader {
         &self,
         keys: &[ConversationPageKey],
     ) -> Result<HashMap<ConversationPageKey, Self::Value>, Self::Error> {
+        crate::metrics::record_batch("ConversationPageKey", keys.len());
         let mut conn = self.conn().await?;
         let mut out = HashMap::new();
         for (query, parents) in groups(keys) {
@@ -238,6 +239,7 @@ impl Loader<MessagePageKey> for CortexLoader {
         &self,
         keys: &[MessagePageKey],
     ) -> Result<HashMap<MessagePageKey, Self::Value>, Self::Error> {
+        crate::metrics::record_batch("MessagePageKey", keys.len());
         let mut conn = self.conn().await?;
         let mut out = HashMap::new();
         for (query, parents) in groups(keys) {
@@ -276,6 +278,7 @@ impl Loader<ConversationCountKey> for CortexLoader {
         &self,
         keys: &[ConversationCountKey],
     ) -> Result<HashMap<ConversationCountKey, i64>, Self::Error> {
+        crate::metrics::record_batch("ConversationCountKey", keys.len());
         let mut conn = self.conn().await?;
         let inner: Vec<_> = keys.iter().map(|k| k.0.clone()).collect();
         let mut out = HashMap::new();
@@ -307,6 +310,7 @@ impl Loader<MessageCountKey> for CortexLoader {
         &self,
         keys: &[MessageCountKey],
     ) -> Result<HashMap<MessageCountKey, i64>, Self::Error> {
+        crate::metrics::record_batch("MessageCountKey", keys.len());
         let mut conn = self.conn().await?;
         let inner: Vec<_> = keys.iter().map(|k| k.0.clone()).collect();
         let mut out = HashMap::new();
@@ -343,6 +347,7 @@ impl Loader<LatestMessagesKey> for CortexLoader {
         &self,
         keys: &[LatestMessagesKey],
     ) -> Result<HashMap<LatestMessagesKey, Vec<Message>>, Self::Error> {
+        crate::metrics::record_batch("LatestMessagesKey", keys.len());
         let mut conn = self.conn().await?;
         let mut out = HashMap::new();
         let mut limits: Vec<i64> = keys.iter().map(|k| k.limit).collect();
@@ -392,6 +397,7 @@ impl Loader<SenderCountsKey> for CortexLoader {
         &self,
         keys: &[SenderCountsKey],
     ) -> Result<HashMap<SenderCountsKey, Self::Value>, Self::Error> {
+        crate::metrics::record_batch("SenderCountsKey", keys.len());
         let mut conn = self.conn().await?;
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
         let rows: Vec<(Uuid, String, i64)> = m::table
@@ -427,6 +433,7 @@ impl Loader<UserKey> for CortexLoader {
     type Error = Arc<AppError>;
 
     async fn load(&self, keys: &[UserKey]) -> Result<HashMap<UserKey, User>, Self::Error> {
+        crate::metrics::record_batch("UserKey", keys.len());
         let mut conn = self.conn().await?;
         let ids: Vec<String> = keys.iter().map(|k| k.0.clone()).collect();
         let rows: Vec<User> = u::table
@@ -454,6 +461,7 @@ impl Loader<WorkspaceKey> for CortexLoader {
         &self,
         keys: &[WorkspaceKey],
     ) -> Result<HashMap<WorkspaceKey, Workspace>, Self::Error> {
+        crate::metrics::record_batch("WorkspaceKey", keys.len());
         let mut conn = self.conn().await?;
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
         let rows: Vec<Workspace> = w::table
@@ -479,6 +487,7 @@ impl Loader<ConversationKey> for CortexLoader {
         &self,
         keys: &[ConversationKey],
     ) -> Result<HashMap<ConversationKey, Conversation>, Self::Error> {
+        crate::metrics::record_batch("ConversationKey", keys.len());
         let mut conn = self.conn().await?;
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
         let rows: Vec<Conversation> = c::table

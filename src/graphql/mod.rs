@@ -70,16 +70,28 @@ pub fn build_schema(options: SchemaOptions) -> CortexSchema {
 }
 
 /// Runs one operation: the query limits first (before any resolver or SQL runs),
-/// then the schema.
+/// then the schema. Also returns the operation's name: the request's
+/// `operationName`, or the name of the document's only operation.
 pub async fn execute(
     schema: &CortexSchema,
     limits: &limits::QueryLimits,
     mut request: async_graphql::Request,
-) -> async_graphql::Response {
+) -> (async_graphql::Response, Option<String>) {
     if let Err(error) = limits.check_request(&mut request) {
-        return async_graphql::Response::from_errors(vec![error]);
+        let name = request.operation_name.clone();
+        return (async_graphql::Response::from_errors(vec![error]), name);
     }
-    schema.execute(request).await
+    let name = request.operation_name.clone().or_else(|| {
+        let document = request.parsed_query().ok()?;
+        match &document.operations {
+            async_graphql::parser::types::DocumentOperations::Single(_) => None,
+            async_graphql::parser::types::DocumentOperations::Multiple(ops) if ops.len() == 1 => {
+                ops.keys().next().map(|n| n.to_string())
+            }
+            _ => None,
+        }
+    });
+    (schema.execute(request).await, name)
 }
 
 /// async-graphql's own refusal when validation measures a complexity over the limit.
