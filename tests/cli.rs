@@ -42,19 +42,11 @@ async fn migrate_with_database_url_uses_that_server_and_starts_nothing() {
 async fn serve_with_database_url_serves_health_without_an_embedded_cluster() {
     let db = TestDb::new().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = common::cortex_command(&[("DATABASE_URL", &db.url), ("PORT", "0")])
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::BufRead;
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("listening line").unwrap();
-        if let Some(url) = line.strip_prefix("Cortex is listening on ") {
-            break url.to_string();
-        }
-    };
+    let mut command = common::cortex_command(&[("DATABASE_URL", &db.url), ("PORT", "0")]);
+    command.current_dir(dir.path());
+    let common::Served {
+        mut child, base, ..
+    } = common::serve_until_listening(command);
     let body: serde_json::Value = reqwest::get(format!("{base}/health"))
         .await
         .unwrap()
@@ -117,25 +109,15 @@ async fn an_unreachable_database_is_one_clear_error() {
 async fn serve_logs_one_json_line_per_operation_with_request_id_and_sql_cost() {
     let db = TestDb::new().await;
     let secret = "log-test-secret-0123456789abcdef";
-    let mut child = common::cortex_command(&[
+    let mut command = common::cortex_command(&[
         ("DATABASE_URL", &db.url),
         ("PORT", "0"),
         ("JWT_SECRET", secret),
         ("RUST_LOG", "warn,cortex::request=info"),
         ("LOG_FORMAT", "json"),
-    ])
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    use std::io::BufRead;
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("listening line").unwrap();
-        if let Some(url) = line.strip_prefix("Cortex is listening on ") {
-            break url.to_string();
-        }
-    };
+    ]);
+    command.stderr(std::process::Stdio::piped());
+    let common::Served { child, base, .. } = common::serve_until_listening(command);
     let token = cortex::auth::Authenticator::new(secret.as_bytes()).mint("alice", None, None, 60);
     let client = reqwest::Client::new();
     let mut request_ids = Vec::new();

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,26 +27,12 @@ impl Drop for Running {
 /// Starts `cortex serve` on an ephemeral port with only `CORTEX_DATA_DIR` set.
 fn serve(data_dir: &Path) -> Running {
     let data = data_dir.to_str().expect("a UTF-8 path");
-    let mut child = common::cortex_command(&[("CORTEX_DATA_DIR", data), ("PORT", "0")])
+    let mut command = common::cortex_command(&[("CORTEX_DATA_DIR", data), ("PORT", "0")]);
+    command
         .arg("serve")
         .current_dir(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn cortex");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("cortex exited before listening")
-            .unwrap();
-        if let Some(url) = line.strip_prefix("Cortex is listening on ") {
-            break url.trim().to_string();
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+        .stderr(Stdio::inherit());
+    let common::Served { child, base, .. } = common::serve_until_listening(command);
     Running { child, base }
 }
 

@@ -177,28 +177,21 @@ async fn metrics_are_served_only_with_the_metrics_token_and_parse_as_prometheus_
 
 #[tokio::test]
 async fn metrics_addr_serves_metrics_on_a_separate_listener() {
-    use std::io::BufRead;
     let db = common::TestDb::new().await;
-    let mut child = common::cortex_command(&[
+    let served = common::serve_until_listening(common::cortex_command(&[
         ("DATABASE_URL", db.url.as_str()),
         ("PORT", "0"),
         ("METRICS_ADDR", "127.0.0.1:0"),
         ("JWT_SECRET", "metrics-addr-secret-0123456789"),
-    ])
-    .stdout(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut base, mut metrics) = (None, None);
-    while base.is_none() || metrics.is_none() {
-        let line = lines.next().expect("cortex exited early").unwrap();
-        if let Some(url) = line.strip_prefix("Cortex is listening on ") {
-            base = Some(url.trim().to_string());
-        } else if let Some(url) = line.strip_prefix("Metrics: ") {
-            metrics = Some(url.trim().to_string());
-        }
-    }
-    let (base, metrics) = (base.unwrap(), metrics.unwrap());
+    ]));
+    let metrics = served
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("Metrics: "))
+        .expect("the metrics address is printed")
+        .trim()
+        .to_string();
+    let (mut child, base) = (served.child, served.base);
     let client = reqwest::Client::new();
     let token = cortex::auth::Authenticator::new(b"metrics-addr-secret-0123456789")
         .mint("alice", None, None, 60);

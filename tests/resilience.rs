@@ -236,28 +236,19 @@ async fn a_database_outage_fails_fast_then_service_resumes_with_no_lost_writes()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_the_request_in_flight_then_stops() {
-    use std::io::{BufRead, BufReader};
     let db = common::TestDb::new().await;
     let secret = "shutdown-test-secret-0123456789abcdef";
     // A slow request: each dataloader level waits 100 ms before its statement.
-    let mut child = common::cortex_command(&[
+    let mut command = common::cortex_command(&[
         ("DATABASE_URL", db.url.as_str()),
         ("PORT", "0"),
         ("JWT_SECRET", secret),
         ("LOADER_DELAY_US", "100000"),
-    ])
-    .arg("serve")
-    .stdout(std::process::Stdio::piped())
-    .spawn()
-    .expect("spawn cortex");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("cortex exited early").unwrap();
-        if let Some(url) = line.strip_prefix("Cortex is listening on ") {
-            break url.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    ]);
+    command.arg("serve");
+    let common::Served {
+        mut child, base, ..
+    } = common::serve_until_listening(command);
     let token = Authenticator::new(secret.as_bytes()).mint("alice", None, None, 3600);
     let client = reqwest::Client::new();
     let send = |query: &str| {

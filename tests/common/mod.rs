@@ -366,6 +366,44 @@ pub fn cortex_command(envs: &[(&str, &str)]) -> std::process::Command {
     command
 }
 
+/// A `cortex serve` started by a test.
+pub struct Served {
+    /// The process.
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// What it printed before it listened (tokens, the metrics address, ...).
+    pub banner: Vec<String>,
+}
+
+/// Spawns `command` (a `cortex serve`) with stdout piped and waits for its
+/// "listening" line; stdout keeps being drained so the child never blocks.
+pub fn serve_until_listening(mut command: std::process::Command) -> Served {
+    use std::io::BufRead;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn cortex");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = Vec::new();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("cortex exited before listening")
+            .unwrap();
+        if let Some(url) = line.strip_prefix("Cortex is listening on ") {
+            break url.trim().to_string();
+        }
+        banner.push(line);
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Served {
+        child,
+        base,
+        banner,
+    }
+}
+
 /// `POST /graphql` with a JSON `body`, as `token`'s bearer when given.
 pub fn graphql_post(token: Option<&str>, body: &Value) -> Request<Body> {
     let mut request = Request::post("/graphql").header("content-type", "application/json");
