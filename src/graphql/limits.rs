@@ -2,8 +2,8 @@
 //! `BAD_USER_INPUT` and `extensions.limit` naming the limit:
 //!
 //! - on the raw text, before parsing: bracket nesting (async-graphql's parser
-//!   recurses on nested list and object values without a guard, so a 3 KB query of
-//!   nested `[` overflows the stack and aborts the process) and the token count;
+//!   recurses on nested list and object values without a guard, and a stack
+//!   overflow aborts the whole process, not one request) and the token count;
 //! - on the parsed document: field depth, aliases, directives, and the nesting of
 //!   list fields inside introspection (the "circular introspection" query);
 //! - in validation: complexity, with connection fields costed by their page size
