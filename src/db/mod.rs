@@ -8,6 +8,7 @@ pub mod messages;
 pub mod metadata;
 pub mod migrations;
 pub mod schema;
+pub mod tls;
 pub mod users;
 pub mod workspaces;
 
@@ -218,7 +219,14 @@ async fn establish(
     timeout: Duration,
     logging: StatementLogging,
 ) -> ConnectionResult<AsyncPgConnection> {
-    let mut conn = tokio::time::timeout(timeout, AsyncPgConnection::establish(url))
+    let tls = tls::tls_request(url)?;
+    let connecting = async {
+        match &tls {
+            Some(request) => tls::connect(request).await,
+            None => AsyncPgConnection::establish(url).await,
+        }
+    };
+    let mut conn = tokio::time::timeout(timeout, connecting)
         .await
         .map_err(|_| {
             diesel::ConnectionError::BadConnection("timed out connecting to PostgreSQL".into())
