@@ -35,7 +35,6 @@ pub fn router(state: AppState) -> Router {
     let gql = GraphqlState {
         app: state.clone(),
         schema: Arc::new(graphql::build_schema(options)),
-        limits: options.limits,
         playground_token: state.playground_token.clone(),
     };
     let mut graphql_routes = Router::new().route(

@@ -25,8 +25,6 @@ pub struct GraphqlState {
     pub app: AppState,
     /// The schema.
     pub schema: Arc<CortexSchema>,
-    /// The query limits checked before the schema runs a request.
-    pub limits: crate::graphql::limits::QueryLimits,
     /// A ready token to prefill GraphiQL with (embedded default only).
     pub playground_token: Option<String>,
 }
@@ -138,7 +136,7 @@ async fn execute_checked(
         let ctx = ctx.clone();
         let request_id = request_id.clone();
         let schema = state.schema.clone();
-        let limits = state.limits;
+        let limits = state.app.config.limits;
         async move {
             let started = std::time::Instant::now();
             let (statements_before, db_before) = (ctx.stats.statements(), ctx.stats.db_time());
@@ -274,8 +272,8 @@ pub async fn graphql_get(
             AppError::bad_input("query", "the query string is not a GraphQL request"),
         );
     };
-    let request = request.into_inner();
-    if is_mutation(&request, state.app.config.limits.max_tokens) {
+    let mut request = request.into_inner();
+    if is_mutation(&mut request, state.app.config.limits.max_tokens) {
         let mut response = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             AppError::bad_input("method", "mutations must be sent with POST"),
@@ -288,7 +286,9 @@ pub async fn graphql_get(
     execute(&state, &headers, BatchRequest::Single(request)).await
 }
 
-fn is_mutation(request: &async_graphql::Request, max_tokens: usize) -> bool {
+/// Whether the operation to run is a mutation. The parsed document stays in the
+/// request, so execution does not parse it again.
+fn is_mutation(request: &mut async_graphql::Request, max_tokens: usize) -> bool {
     // The raw-text limits first: the parser must never see a bracket bomb. A
     // document they refuse is refused again, with its reason, by execution.
     let guarded = crate::graphql::limits::scan(
@@ -299,10 +299,11 @@ fn is_mutation(request: &async_graphql::Request, max_tokens: usize) -> bool {
     if guarded.is_err() {
         return false;
     }
-    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
+    let name = request.operation_name.clone();
+    let Ok(doc) = request.parsed_query() else {
         return false;
     };
-    match &request.operation_name {
+    match &name {
         Some(name) => doc.operations.iter().any(|(n, op)| {
             n.map(|n| n.as_str() == name).unwrap_or(false) && op.node.ty == OperationType::Mutation
         }),

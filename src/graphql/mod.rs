@@ -45,10 +45,8 @@ impl SchemaOptions {
     /// The options the configuration asks for.
     pub fn from_config(config: &crate::config::Config) -> Self {
         Self {
-            limits: limits::QueryLimits {
-                introspection: config.introspection,
-                ..config.limits
-            },
+            // Carries `introspection` too: the configuration sets both together.
+            limits: config.limits,
             introspection: config.introspection,
             suggestions: !config.production,
         }
