@@ -410,15 +410,28 @@ fn pgbench(
         })
 }
 
-async fn statements_since_reset(conn: &mut AsyncPgConnection) -> Result<i64> {
-    count(
-        conn,
-        "SELECT coalesce(sum(calls), 0)::bigint AS n FROM pg_stat_statements
-          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+/// Statements since the last reset, and how many of them were the authenticator's
+/// caller lookups (one per owner per `CALLER_CACHE_TTL`, not part of the query).
+async fn statements_since_reset(conn: &mut AsyncPgConnection) -> Result<(i64, i64)> {
+    const OURS: &str = "dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
             AND query NOT LIKE '%pg_stat_statements%' AND query <> 'SELECT $1'
-            AND query NOT ILIKE 'SET %'",
+            AND query NOT ILIKE 'SET %'";
+    let all = count(
+        conn,
+        &format!(
+            "SELECT coalesce(sum(calls), 0)::bigint AS n FROM pg_stat_statements WHERE {OURS}"
+        ),
     )
-    .await
+    .await?;
+    let lookups = count(
+        conn,
+        &format!(
+            "SELECT coalesce(sum(calls), 0)::bigint AS n FROM pg_stat_statements WHERE {OURS}
+               AND query LIKE '%FROM \"users\" WHERE (\"users\".\"user_id\" = $1)%'"
+        ),
+    )
+    .await?;
+    Ok((all, lookups))
 }
 
 fn seconds(duration: &str) -> u32 {
@@ -477,7 +490,7 @@ fn main() -> Result<()> {
             .collect();
         let mut report = String::new();
         writeln!(report, "\n{connections} connections, {duration} per workload after {warmup} of warm-up, pgbench -M prepared -j 2 at the same concurrency")?;
-        writeln!(report, "| workload | req/s | p50 | p99 | errors | SQL statements / request | pgbench tps (ceiling) | Cortex / ceiling |")?;
+        writeln!(report, "| workload | req/s | p50 | p99 | errors | SQL statements / request (of which caller lookups) | pgbench tps (ceiling) | Cortex / ceiling |")?;
         writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
         let mut valid = true;
         for workload in WORKLOADS.iter() {
@@ -499,7 +512,9 @@ fn main() -> Result<()> {
             wrk(&server.base, &requests, connections, &warmup)?;
             meter.batch_execute("SELECT pg_stat_statements_reset()").await?;
             let load = wrk(&server.base, &requests, connections, &duration)?;
-            let statements = statements_since_reset(&mut meter).await? as f64 / load.requests;
+            let (statements, lookups) = statements_since_reset(&mut meter).await?;
+            let (statements, lookups) =
+                (statements as f64 / load.requests, lookups as f64 / load.requests);
             let ceiling = pgbench(&bin_dir, &url, &script, connections, seconds(&duration))?;
             if load.errors > 0 {
                 valid = false;
@@ -507,13 +522,14 @@ fn main() -> Result<()> {
             }
             writeln!(
                 report,
-                "| {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.2} | {:.0} | {:.2}× |",
+                "| {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.2} ({:.2}) | {:.0} | {:.2}× |",
                 workload.name,
                 load.per_second,
                 load.p50_ms,
                 load.p99_ms,
                 load.errors,
                 statements,
+                lookups,
                 ceiling,
                 load.per_second / ceiling
             )?;

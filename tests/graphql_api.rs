@@ -729,6 +729,44 @@ async fn the_standard_introspection_query_of_client_tools_is_answered() {
 }
 
 #[tokio::test]
+async fn sending_a_message_and_a_scoped_search_cost_one_statement_each() {
+    let api = Api::new().await;
+    let (ws, conv, _) = alice_world(&api).await;
+    let mut meter = statement_meter(&api.db).await;
+    // The ownership check is part of the insert (INSERT … SELECT), not a statement before it.
+    let before = statements_run(&mut meter).await;
+    api.ok("alice", SEND, json!({"c": conv, "text": "budget review"}))
+        .await;
+    assert_eq!(statements_run(&mut meter).await - before, 1, "sendMessage");
+    // Hits prove the scope is the caller's: no separate check of the workspace.
+    let search = "query($w: UUID!) { searchMessages(query: \"budget\", workspaceId: $w) { edges { headline node { content } } } }";
+    let before = statements_run(&mut meter).await;
+    let hits = api.ok("alice", search, json!({"w": ws})).await;
+    assert_eq!(
+        statements_run(&mut meter).await - before,
+        1,
+        "searchMessages"
+    );
+    assert_eq!(
+        hits["searchMessages"]["edges"][0]["node"]["content"],
+        "budget review"
+    );
+    // No hits: the scope is checked so that a missing or foreign one is an error.
+    let nothing = api
+        .ok("alice", "query($w: UUID!) { searchMessages(query: \"nowhere\", workspaceId: $w) { edges { rank } } }", json!({"w": ws}))
+        .await;
+    assert_eq!(nothing["searchMessages"]["edges"], json!([]));
+    let missing = api
+        .gql(
+            "alice",
+            SEND,
+            json!({"c": uuid::Uuid::new_v4(), "text": "lost"}),
+        )
+        .await;
+    assert_eq!(code(&missing), "NOT_FOUND", "{missing}");
+}
+
+#[tokio::test]
 async fn a_query_deeper_than_the_limit_is_refused_before_any_sql() {
     let api = Api::new().await;
     // The caller's row exists and is cached before measuring.

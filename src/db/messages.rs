@@ -69,6 +69,41 @@ pub async fn create(conn: &mut AsyncPgConnection, new: &NewMessage) -> QueryResu
         .await
 }
 
+/// Inserts a message if its conversation belongs to a workspace of `owner_id`, in one
+/// statement (`INSERT … SELECT`): `None` when the conversation is missing or not the
+/// owner's, so the caller tells the two apart only on that failure path.
+pub async fn create_in_owned_conversation(
+    conn: &mut AsyncPgConnection,
+    new: &NewMessage,
+    owner_id: &str,
+) -> QueryResult<Option<Message>> {
+    use diesel::sql_types::{Jsonb, Timestamptz};
+    let source = conversations::table
+        .inner_join(workspaces::table)
+        .filter(conversations::id.eq(new.conversation_id))
+        .filter(workspaces::owner_id.eq(owner_id))
+        .select((
+            conversations::id,
+            new.sender_id.as_str().into_sql::<Text>(),
+            new.content.as_str().into_sql::<Text>(),
+            new.timestamp.into_sql::<Timestamptz>(),
+            (&new.metadata).into_sql::<Jsonb>(),
+        ));
+    diesel::insert_into(messages::table)
+        .values(source)
+        .into_columns((
+            messages::conversation_id,
+            messages::sender_id,
+            messages::content,
+            messages::timestamp,
+            messages::metadata,
+        ))
+        .returning(Message::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
 /// The message with this id.
 pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Message>> {
     messages::table

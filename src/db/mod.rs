@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel::ConnectionResult;
 use diesel_async::pooled_connection::bb8::{Pool, PooledConnection};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, PoolableConnection, RecyclingMethod,
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::FutureExt;
 
@@ -172,6 +174,24 @@ impl Database {
             }
             .boxed()
         });
+        // A checkout costs no round trip: diesel-async's default sends `SELECT 1` on
+        // every checkout (measured: one extra round trip per checkout, ~5 per nested
+        // request). A connection the server closed (restart, admin shutdown, network
+        // error) is already known closed by its driver task, so that is what is checked.
+        manager_config.recycling_method = RecyclingMethod::CustomFunction(Box::new(|conn| {
+            let broken = conn.is_broken();
+            async move {
+                if broken {
+                    Err(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::ClosedConnection,
+                        Box::new("the pooled connection was closed".to_string()),
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            .boxed()
+        }));
         let manager = AsyncDieselConnectionManager::new_with_config(url, manager_config);
         let pool = Pool::builder()
             .max_size(config.size)

@@ -331,12 +331,18 @@ impl MutationRoot {
             metadata: check_metadata(input.metadata)?.unwrap_or_else(|| serde_json::json!({})),
         };
         let mut c = conn(ctx).await?;
+        if let Some(sent) =
+            messages::create_in_owned_conversation(&mut c, &new, &me.user_id).await?
+        {
+            return Ok(Message(sent));
+        }
+        // Nothing was written: say whether the conversation is missing or not the caller's.
         authorize(
             conversations::get_with_owner(&mut c, new.conversation_id).await?,
             &me.user_id,
             "conversation",
         )?;
-        Ok(Message(messages::create(&mut c, &new).await?))
+        Err(AppError::NotFound("conversation not found".into()))
     }
 
     /// Changes a message in one of the caller's workspaces.

@@ -143,27 +143,31 @@ impl QueryRoot {
             None => 0,
         };
         let mut c = conn(ctx).await?;
-        if let Some(id) = workspace_id {
-            let found = workspaces::get(&mut c, id).await?.map(|w| {
-                let owner = w.owner_id.clone();
-                (w, owner)
-            });
-            authorize(found, &me, "workspace")?;
-        }
-        if let Some(id) = conversation_id {
-            authorize(
-                conversations::get_with_owner(&mut c, id).await?,
-                &me,
-                "conversation",
-            )?;
-        }
         let scope = SearchScope {
             owner_id: me,
             workspace_id,
             conversation_id,
         };
+        // The search is scoped to the caller's rows, so hits prove access; only an
+        // empty page needs the scope checked, to answer NOT_FOUND/FORBIDDEN instead.
         let mut hits =
             messages::search(&mut c, &query, &scope, offset, i64::from(first) + 1).await?;
+        if hits.is_empty() {
+            if let Some(id) = workspace_id {
+                let found = workspaces::get(&mut c, id).await?.map(|w| {
+                    let owner = w.owner_id.clone();
+                    (w, owner)
+                });
+                authorize(found, &scope.owner_id, "workspace")?;
+            }
+            if let Some(id) = conversation_id {
+                authorize(
+                    conversations::get_with_owner(&mut c, id).await?,
+                    &scope.owner_id,
+                    "conversation",
+                )?;
+            }
+        }
         let has_next = hits.len() > first as usize;
         hits.truncate(first as usize);
         let edges: Vec<SearchHitEdge> = hits
