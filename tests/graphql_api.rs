@@ -486,7 +486,10 @@ async fn metadata_filters_compare_nested_numbers_and_strings() {
 
 #[tokio::test]
 async fn a_nested_query_costs_one_statement_per_level() {
-    let api = Api::new().await;
+    // The default 50 µs batching window holds on an idle machine; tests run in
+    // parallel on two cores, where a thread preempted mid-level can split a batch.
+    // A wider window keeps this a test of the batching, not of the scheduler.
+    let api = Api::with_env(&[("LOADER_DELAY_US", "2000")]).await;
     // One measuring connection, opened before the first reading.
     let mut meter = statement_meter(&api.db).await;
     // Ten workspaces × three conversations × four messages from two senders.
@@ -549,6 +552,28 @@ async fn a_nested_query_costs_one_statement_per_level() {
         4
     );
     assert_eq!(spent, 4, "workspaces, conversations, messages, users");
+    let senders: Vec<&str> = convs[0]["conversations"]["nodes"][0]["messages"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["sender"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(senders, ["alice name", "Bob", "alice name", "Bob"]);
+
+    // Senders reached through edges, a fragment and an alias are batched the same way.
+    let edges = "fragment Who on Message { from: sender { name } } { workspaces(first: 10) { nodes { conversations(first: 10) { nodes { messages(last: 20) { edges { node { content ...Who } } } } } } } }";
+    let before = statements_run(&mut meter).await;
+    let data = api.ok("alice", edges, json!({})).await;
+    assert_eq!(
+        statements_run(&mut meter).await - before,
+        4,
+        "edges, fragment, alias"
+    );
+    assert_eq!(
+        data["workspaces"]["nodes"][0]["conversations"]["nodes"][0]["messages"]["edges"][1]["node"]
+            ["from"]["name"],
+        "Bob"
+    );
 
     let wide = "{ workspaces(first: 10) { totalCount nodes { owner { name } conversationCount conversations(first: 10) { totalCount nodes { workspace { name } participants { name } latestMessages(limit: 2) { id } messageCountsBySender { senderId count } } } } } }";
     api.ok("alice", wide, json!({})).await; // the pool opens the connections a level runs in parallel

@@ -1,6 +1,6 @@
 //! Relay connections: opaque keyset cursors, page arguments and `PageInfo`.
 
-use async_graphql::SimpleObject;
+use async_graphql::Object;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -11,17 +11,59 @@ use crate::error::{AppError, AppResult};
 /// Largest `first`/`last` a client may ask for.
 pub const MAX_PAGE_SIZE: i32 = 100;
 
+/// Where an edge sits in its list, encoded as an opaque cursor only when a client
+/// asks for it: a nested page of 2,000 messages that selects only `nodes` then
+/// encodes none (encoding every cursor was 3 % of the nested benchmark's CPU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor {
+    /// A keyset position under an order.
+    Keyset(TimeOrder, SortKey),
+    /// An offset in ranked search results.
+    Offset(i64),
+}
+
+impl Cursor {
+    /// The opaque text clients send back in `after`/`before`.
+    pub fn encode(&self) -> String {
+        match *self {
+            Cursor::Keyset(order, key) => encode_cursor(order, key),
+            Cursor::Offset(offset) => encode_offset(offset),
+        }
+    }
+}
+
 /// Relay's page information.
-#[derive(Debug, Clone, SimpleObject)]
+#[derive(Debug, Clone)]
 pub struct PageInfo {
     /// More items follow the last edge.
     pub has_next_page: bool,
     /// More items precede the first edge.
     pub has_previous_page: bool,
+    /// Position of the first edge.
+    pub start: Option<Cursor>,
+    /// Position of the last edge.
+    pub end: Option<Cursor>,
+}
+
+/// Relay's page information.
+#[Object]
+impl PageInfo {
+    /// More items follow the last edge.
+    async fn has_next_page(&self) -> bool {
+        self.has_next_page
+    }
+    /// More items precede the first edge.
+    async fn has_previous_page(&self) -> bool {
+        self.has_previous_page
+    }
     /// Cursor of the first edge.
-    pub start_cursor: Option<String>,
+    async fn start_cursor(&self) -> Option<String> {
+        self.start.as_ref().map(Cursor::encode)
+    }
     /// Cursor of the last edge.
-    pub end_cursor: Option<String>,
+    async fn end_cursor(&self) -> Option<String> {
+        self.end.as_ref().map(Cursor::encode)
+    }
 }
 
 /// Encodes a row's position under `order` as an opaque cursor.
@@ -104,22 +146,22 @@ pub fn page_args(
     })
 }
 
-/// `PageInfo` and cursors for a page, given each row's key.
+/// `PageInfo` and each row's position for a page, given each row's key.
 pub fn page_info<T>(
     page: &Page<T>,
     order: TimeOrder,
     key: impl Fn(&T) -> SortKey,
-) -> (PageInfo, Vec<String>) {
-    let cursors: Vec<String> = page
+) -> (PageInfo, Vec<Cursor>) {
+    let cursors: Vec<Cursor> = page
         .rows
         .iter()
-        .map(|r| encode_cursor(order, key(r)))
+        .map(|r| Cursor::Keyset(order, key(r)))
         .collect();
     let info = PageInfo {
         has_next_page: page.has_next,
         has_previous_page: page.has_previous,
-        start_cursor: cursors.first().cloned(),
-        end_cursor: cursors.last().cloned(),
+        start: cursors.first().copied(),
+        end: cursors.last().copied(),
     };
     (info, cursors)
 }

@@ -1,10 +1,12 @@
 //! What every resolver reads from the request: the caller, the pool, the statement
 //! counter and the request's loaders.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::Context;
+use futures_util::future::BoxFuture;
 
 use crate::auth::Caller;
 use crate::db::{Database, DbConn, QueryStats};
@@ -63,30 +65,45 @@ pub async fn conn<'a>(ctx: &Context<'a>) -> AppResult<DbConn<'a>> {
     Ok(req.db.conn(Some(&req.stats)).await?)
 }
 
+/// The request's loader, once the caller is known.
+fn loader<'a>(ctx: &Context<'a>) -> AppResult<&'a DataLoader<CortexLoader>> {
+    caller(ctx)?;
+    Ok(request(ctx).loader.as_ref().expect("a caller has a loader"))
+}
+
+// The two functions below return boxed futures on purpose. async-graphql boxes one
+// `resolve_field` future per selected field, as large as the largest resolver of the
+// type; an inline `load_one` made every field of `Message` (even `content`) that
+// large: a 2,000-message page allocated and moved megabytes of futures.
+
 /// Loads one key through the request's loader (scoped to the caller).
-pub async fn load<K>(
-    ctx: &Context<'_>,
+pub fn load<'a, K>(
+    ctx: &Context<'a>,
     key: K,
-) -> AppResult<Option<<CortexLoader as Loader<K>>::Value>>
+) -> BoxFuture<'a, AppResult<Option<<CortexLoader as Loader<K>>::Value>>>
 where
     K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
     CortexLoader: Loader<K, Error = Arc<AppError>>,
 {
-    caller(ctx)?;
-    let loader = request(ctx).loader.as_ref().expect("a caller has a loader");
-    loader.load_one(key).await.map_err(|e| (*e).clone())
+    match loader(ctx) {
+        Ok(loader) => Box::pin(async move { loader.load_one(key).await.map_err(|e| (*e).clone()) }),
+        Err(e) => Box::pin(std::future::ready(Err(e))),
+    }
 }
 
 /// Loads many keys through the request's loader, in one batch.
-pub async fn load_many<K>(
-    ctx: &Context<'_>,
-    keys: impl IntoIterator<Item = K>,
-) -> AppResult<std::collections::HashMap<K, <CortexLoader as Loader<K>>::Value>>
+pub fn load_many<'a, K>(
+    ctx: &Context<'a>,
+    keys: impl IntoIterator<Item = K> + Send + 'a,
+) -> BoxFuture<'a, AppResult<HashMap<K, <CortexLoader as Loader<K>>::Value>>>
 where
     K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
     CortexLoader: Loader<K, Error = Arc<AppError>>,
 {
-    caller(ctx)?;
-    let loader = request(ctx).loader.as_ref().expect("a caller has a loader");
-    loader.load_many(keys).await.map_err(|e| (*e).clone())
+    match loader(ctx) {
+        Ok(loader) => {
+            Box::pin(async move { loader.load_many(keys).await.map_err(|e| (*e).clone()) })
+        }
+        Err(e) => Box::pin(std::future::ready(Err(e))),
+    }
 }

@@ -1,5 +1,7 @@
 //! `Conversation` and its connection.
 
+use std::collections::{HashMap, HashSet};
+
 use async_graphql::{Context, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -7,7 +9,7 @@ use uuid::Uuid;
 use crate::db::conversations::Conversation as ConversationRow;
 use crate::db::{Page, TimeOrder};
 use crate::error::{AppError, AppResult};
-use crate::graphql::connection::{page_args, page_info, PageInfo};
+use crate::graphql::connection::{page_args, page_info, Cursor, PageInfo};
 use crate::graphql::context::{load, load_many};
 use crate::graphql::filters::MessageFilter;
 use crate::graphql::loaders::{
@@ -106,13 +108,37 @@ impl Conversation {
             has_previous: false,
         });
         let (page_info, cursors) = page_info(&page, order, |m| (m.timestamp, m.id));
+        // A page's messages mostly share a few senders: one load of the distinct ones
+        // per page, batched with every other page of the query, instead of one loader
+        // call per message (2,000 calls were half the nested benchmark's CPU).
+        let look = ctx.look_ahead();
+        let senders = if look.field("nodes").field("sender").exists()
+            || look.field("edges").field("node").field("sender").exists()
+        {
+            let ids: HashSet<&str> = page.rows.iter().map(|m| m.sender_id.as_str()).collect();
+            let found = load_many(ctx, ids.into_iter().map(|id| UserKey(id.to_string()))).await?;
+            Some(
+                found
+                    .into_iter()
+                    .map(|(key, user)| (key.0, user))
+                    .collect::<HashMap<_, _>>(),
+            )
+        } else {
+            None
+        };
         let edges = page
             .rows
             .into_iter()
             .zip(cursors)
-            .map(|(row, cursor)| MessageEdge {
-                cursor,
-                node: Message(row),
+            .map(|(row, cursor)| {
+                let node = match &senders {
+                    Some(senders) => {
+                        let sender = senders.get(&row.sender_id).cloned();
+                        Message::with_sender(row, sender)
+                    }
+                    None => Message::from(row),
+                };
+                MessageEdge { cursor, node }
             })
             .collect();
         Ok(MessageConnection {
@@ -142,7 +168,7 @@ impl Conversation {
             .await?
             .unwrap_or_default()
             .into_iter()
-            .map(Message)
+            .map(Message::from)
             .collect())
     }
 
@@ -162,12 +188,24 @@ impl Conversation {
 }
 
 /// An edge of a conversation list.
-#[derive(SimpleObject)]
 pub struct ConversationEdge {
-    /// Opaque position, for `after`/`before`.
-    pub cursor: String,
+    /// Where the edge sits (encoded only when asked for).
+    pub cursor: Cursor,
     /// The conversation.
     pub node: Conversation,
+}
+
+/// An edge of a conversation list.
+#[Object]
+impl ConversationEdge {
+    /// Opaque position, for `after`/`before`.
+    async fn cursor(&self) -> String {
+        self.cursor.encode()
+    }
+    /// The conversation.
+    async fn node(&self) -> &Conversation {
+        &self.node
+    }
 }
 
 /// A page of conversations.

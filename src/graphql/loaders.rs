@@ -428,11 +428,13 @@ impl Loader<SenderCountsKey> for CortexLoader {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UserKey(pub String);
 
+// Shared, not copied: every message of a nested page resolves its sender through
+// this loader, and each of those 2,000 loads used to clone the row (metadata included).
 impl Loader<UserKey> for CortexLoader {
-    type Value = User;
+    type Value = Arc<User>;
     type Error = Arc<AppError>;
 
-    async fn load(&self, keys: &[UserKey]) -> Result<HashMap<UserKey, User>, Self::Error> {
+    async fn load(&self, keys: &[UserKey]) -> Result<HashMap<UserKey, Arc<User>>, Self::Error> {
         crate::metrics::record_batch("UserKey", keys.len());
         let mut conn = self.conn().await?;
         let ids: Vec<String> = keys.iter().map(|k| k.0.clone()).collect();
@@ -444,7 +446,7 @@ impl Loader<UserKey> for CortexLoader {
             .map_err(db_err)?;
         Ok(rows
             .into_iter()
-            .map(|u| (UserKey(u.user_id.clone()), u))
+            .map(|u| (UserKey(u.user_id.clone()), Arc::new(u)))
             .collect())
     }
 }

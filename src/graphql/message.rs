@@ -1,77 +1,125 @@
 //! `Message`, its connection and search hits.
 
+use std::sync::Arc;
+
 use async_graphql::{Context, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::db::messages::Message as MessageRow;
+use crate::db::users::User as UserRow;
 use crate::error::{AppError, AppResult};
-use crate::graphql::connection::PageInfo;
+use crate::graphql::connection::{Cursor, PageInfo};
 use crate::graphql::context::load;
 use crate::graphql::conversation::Conversation;
 use crate::graphql::loaders::{ConversationKey, MessageCountKey, UserKey};
 use crate::graphql::user::User;
 
 /// A message in a conversation.
-pub struct Message(pub MessageRow);
+pub struct Message {
+    row: MessageRow,
+    sender: Sender,
+}
+
+/// Whether the list a message came in has already loaded its sender.
+enum Sender {
+    /// Not asked: `sender` loads it through the request's loader.
+    NotLoaded,
+    /// Loaded with the senders of the whole list (`None`: no such user).
+    Loaded(Option<Arc<UserRow>>),
+}
+
+impl From<MessageRow> for Message {
+    fn from(row: MessageRow) -> Self {
+        Self {
+            row,
+            sender: Sender::NotLoaded,
+        }
+    }
+}
+
+impl Message {
+    /// A message whose sender was loaded with the rest of its list.
+    pub fn with_sender(row: MessageRow, sender: Option<Arc<UserRow>>) -> Self {
+        Self {
+            row,
+            sender: Sender::Loaded(sender),
+        }
+    }
+}
 
 #[Object]
 impl Message {
     /// Primary key.
     async fn id(&self) -> Uuid {
-        self.0.id
+        self.row.id
     }
     /// The conversation it belongs to.
     async fn conversation_id(&self) -> Uuid {
-        self.0.conversation_id
+        self.row.conversation_id
     }
     /// The conversation.
     async fn conversation(&self, ctx: &Context<'_>) -> AppResult<Conversation> {
-        load(ctx, ConversationKey(self.0.conversation_id))
+        load(ctx, ConversationKey(self.row.conversation_id))
             .await?
             .map(Conversation)
             .ok_or_else(|| AppError::NotFound("conversation not found".into()))
     }
     /// The sender's `userId`.
     async fn sender_id(&self) -> &str {
-        &self.0.sender_id
+        &self.row.sender_id
     }
     /// The sender.
     async fn sender(&self, ctx: &Context<'_>) -> AppResult<User> {
-        load(ctx, UserKey(self.0.sender_id.clone()))
-            .await?
+        let found = match &self.sender {
+            Sender::Loaded(sender) => sender.clone(),
+            Sender::NotLoaded => load(ctx, UserKey(self.row.sender_id.clone())).await?,
+        };
+        found
             .map(User)
             .ok_or_else(|| AppError::NotFound("sender not found".into()))
     }
     /// Free-form JSON object.
     async fn metadata(&self) -> Json<serde_json::Value> {
-        Json(self.0.metadata.clone())
+        Json(self.row.metadata.clone())
     }
     /// The text.
     async fn content(&self) -> &str {
-        &self.0.content
+        &self.row.content
     }
     /// When it was sent.
     async fn timestamp(&self) -> DateTime<Utc> {
-        self.0.timestamp
+        self.row.timestamp
     }
     /// When the row was created.
     async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+        self.row.created_at
     }
     /// When the row last changed.
     async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.updated_at
+        self.row.updated_at
     }
 }
 
 /// An edge of a message list.
-#[derive(SimpleObject)]
 pub struct MessageEdge {
-    /// Opaque position, for `after`/`before`.
-    pub cursor: String,
+    /// Where the edge sits (encoded only when asked for).
+    pub cursor: Cursor,
     /// The message.
     pub node: Message,
+}
+
+/// An edge of a message list.
+#[Object]
+impl MessageEdge {
+    /// Opaque position, for `after`/`before`.
+    async fn cursor(&self) -> String {
+        self.cursor.encode()
+    }
+    /// The message.
+    async fn node(&self) -> &Message {
+        &self.node
+    }
 }
 
 /// A page of messages.

@@ -334,7 +334,7 @@ impl MutationRoot {
         if let Some(sent) =
             messages::create_in_owned_conversation(&mut c, &new, &me.user_id).await?
         {
-            return Ok(Message(sent));
+            return Ok(Message::from(sent));
         }
         // Nothing was written: say whether the conversation is missing or not the caller's.
         authorize(
@@ -367,11 +367,11 @@ impl MutationRoot {
             "message",
         )?;
         if changes.content.is_none() && changes.metadata.is_none() {
-            return Ok(Message(current));
+            return Ok(Message::from(current));
         }
         messages::update(&mut c, id, &changes)
             .await?
-            .map(Message)
+            .map(Message::from)
             .ok_or_else(|| AppError::NotFound("message not found".into()))
     }
 

@@ -7,7 +7,7 @@ use crate::db::messages::SearchScope;
 use crate::db::{conversations, messages, workspaces, TimeOrder};
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::{
-    decode_offset, encode_offset, page_args, page_info, PageInfo, MAX_PAGE_SIZE,
+    decode_offset, encode_offset, page_args, page_info, Cursor, PageInfo, MAX_PAGE_SIZE,
 };
 use crate::graphql::context::{caller, conn, load, request};
 use crate::graphql::conversation::Conversation;
@@ -63,7 +63,7 @@ impl QueryRoot {
     async fn message(&self, ctx: &Context<'_>, id: Uuid) -> AppResult<Message> {
         let me = caller(ctx)?;
         let found = messages::get_with_owner(&mut *conn(ctx).await?, id).await?;
-        authorize(found, &me.user_id, "message").map(Message)
+        authorize(found, &me.user_id, "message").map(Message::from)
     }
 
     /// The caller's workspaces, a keyset page at a time (newest first by default).
@@ -175,7 +175,7 @@ impl QueryRoot {
             .enumerate()
             .map(|(i, h)| SearchHitEdge {
                 cursor: encode_offset(offset + i as i64 + 1),
-                node: Message(h.message),
+                node: Message::from(h.message),
                 rank: h.rank,
                 headline: h.headline,
             })
@@ -183,8 +183,8 @@ impl QueryRoot {
         let page_info = PageInfo {
             has_next_page: has_next,
             has_previous_page: offset > 0,
-            start_cursor: edges.first().map(|e| e.cursor.clone()),
-            end_cursor: edges.last().map(|e| e.cursor.clone()),
+            start: (!edges.is_empty()).then_some(Cursor::Offset(offset + 1)),
+            end: (!edges.is_empty()).then_some(Cursor::Offset(offset + edges.len() as i64)),
         };
         Ok(SearchConnection { edges, page_info })
     }

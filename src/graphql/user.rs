@@ -1,13 +1,16 @@
 //! `User`.
 
+use std::sync::Arc;
+
 use async_graphql::{Json, Object, ID};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::db::users::User as UserRow;
 
-/// A person: owns workspaces, sends messages.
-pub struct User(pub UserRow);
+/// A person: owns workspaces, sends messages (the row is shared with the request's
+/// loader, which hands the same sender to every message that names it).
+pub struct User(pub Arc<UserRow>);
 
 #[Object]
 impl User {

@@ -1,13 +1,13 @@
 //! `Workspace` and its connection.
 
-use async_graphql::{Context, Enum, Json, Object, SimpleObject};
+use async_graphql::{Context, Enum, Json, Object};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::db::workspaces::Workspace as WorkspaceRow;
 use crate::db::{Page, TimeOrder};
 use crate::error::{AppError, AppResult};
-use crate::graphql::connection::{page_args, page_info, PageInfo};
+use crate::graphql::connection::{page_args, page_info, Cursor, PageInfo};
 use crate::graphql::context::load;
 use crate::graphql::conversation::{Conversation, ConversationConnection, ConversationEdge};
 use crate::graphql::filters::ConversationFilter;
@@ -147,12 +147,24 @@ impl Workspace {
 }
 
 /// An edge of a workspace list.
-#[derive(SimpleObject)]
 pub struct WorkspaceEdge {
-    /// Opaque position, for `after`/`before`.
-    pub cursor: String,
+    /// Where the edge sits (encoded only when asked for).
+    pub cursor: Cursor,
     /// The workspace.
     pub node: Workspace,
+}
+
+/// An edge of a workspace list.
+#[Object]
+impl WorkspaceEdge {
+    /// Opaque position, for `after`/`before`.
+    async fn cursor(&self) -> String {
+        self.cursor.encode()
+    }
+    /// The workspace.
+    async fn node(&self) -> &Workspace {
+        &self.node
+    }
 }
 
 /// A page of workspaces.
