@@ -1,6 +1,7 @@
 //! `Conversation` and its connection.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use async_graphql::{Context, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -23,8 +24,15 @@ use crate::graphql::workspace::Workspace;
 /// Most `latestMessages` a client may ask for.
 pub const MAX_LATEST: i32 = 100;
 
-/// A conversation in a workspace.
-pub struct Conversation(pub ConversationRow);
+/// A conversation in a workspace (the row is shared with the request's loader, so
+/// handing a page to its resolver copies no row).
+pub struct Conversation(pub Arc<ConversationRow>);
+
+impl From<ConversationRow> for Conversation {
+    fn from(row: ConversationRow) -> Self {
+        Self(Arc::new(row))
+    }
+}
 
 /// Messages one sender sent in a conversation.
 #[derive(SimpleObject)]

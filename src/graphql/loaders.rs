@@ -192,8 +192,10 @@ fn owned_conversations(
 /// Conversations of a workspace: one page per workspace.
 pub type ConversationPageKey = PageKey<ConversationFilter>;
 
+// Page values hold shared rows: async-graphql's DataLoader clones every value it
+// hands out, and a page of owned rows was deep-copied (metadata maps included).
 impl Loader<ConversationPageKey> for CortexLoader {
-    type Value = Page<Conversation>;
+    type Value = Page<Arc<Conversation>>;
     type Error = Arc<AppError>;
 
     async fn load(
@@ -213,6 +215,7 @@ impl Loader<ConversationPageKey> for CortexLoader {
                 .load(&mut conn)
                 .await
                 .map_err(db_err)?;
+            let rows: Vec<Arc<Conversation>> = rows.into_iter().map(Arc::new).collect();
             let order = query.args.order;
             let pages = pages(
                 rows,
@@ -232,7 +235,7 @@ impl Loader<ConversationPageKey> for CortexLoader {
 pub type MessagePageKey = PageKey<MessageFilter>;
 
 impl Loader<MessagePageKey> for CortexLoader {
-    type Value = Page<Message>;
+    type Value = Page<Arc<Message>>;
     type Error = Arc<AppError>;
 
     async fn load(
@@ -252,6 +255,7 @@ impl Loader<MessagePageKey> for CortexLoader {
                 .load(&mut conn)
                 .await
                 .map_err(db_err)?;
+            let rows: Vec<Arc<Message>> = rows.into_iter().map(Arc::new).collect();
             let pages = pages(
                 rows,
                 &parents,
@@ -340,13 +344,13 @@ pub struct LatestMessagesKey {
 }
 
 impl Loader<LatestMessagesKey> for CortexLoader {
-    type Value = Vec<Message>;
+    type Value = Vec<Arc<Message>>;
     type Error = Arc<AppError>;
 
     async fn load(
         &self,
         keys: &[LatestMessagesKey],
-    ) -> Result<HashMap<LatestMessagesKey, Vec<Message>>, Self::Error> {
+    ) -> Result<HashMap<LatestMessagesKey, Self::Value>, Self::Error> {
         crate::metrics::record_batch("LatestMessagesKey", keys.len());
         let mut conn = self.conn().await?;
         let mut out = HashMap::new();
@@ -370,6 +374,7 @@ impl Loader<LatestMessagesKey> for CortexLoader {
                 .load(&mut conn)
                 .await
                 .map_err(db_err)?;
+            let rows: Vec<Arc<Message>> = rows.into_iter().map(Arc::new).collect();
             for (conversation_id, mut rows) in by_parent(rows, &parents, |r| r.conversation_id) {
                 rows.sort_by_key(|r| (r.timestamp, r.id));
                 out.insert(

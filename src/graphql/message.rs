@@ -17,7 +17,7 @@ use crate::graphql::user::User;
 
 /// A message in a conversation.
 pub struct Message {
-    row: MessageRow,
+    row: Arc<MessageRow>,
     sender: Sender,
 }
 
@@ -31,6 +31,13 @@ enum Sender {
 
 impl From<MessageRow> for Message {
     fn from(row: MessageRow) -> Self {
+        Self::from(Arc::new(row))
+    }
+}
+
+/// From a loader's page, whose rows are shared rather than copied.
+impl From<Arc<MessageRow>> for Message {
+    fn from(row: Arc<MessageRow>) -> Self {
         Self {
             row,
             sender: Sender::NotLoaded,
@@ -40,7 +47,7 @@ impl From<MessageRow> for Message {
 
 impl Message {
     /// A message whose sender was loaded with the rest of its list.
-    pub fn with_sender(row: MessageRow, sender: Option<Arc<UserRow>>) -> Self {
+    pub fn with_sender(row: Arc<MessageRow>, sender: Option<Arc<UserRow>>) -> Self {
         Self {
             row,
             sender: Sender::Loaded(sender),
@@ -62,7 +69,7 @@ impl Message {
     async fn conversation(&self, ctx: &Context<'_>) -> AppResult<Conversation> {
         load(ctx, ConversationKey(self.row.conversation_id))
             .await?
-            .map(Conversation)
+            .map(Conversation::from)
             .ok_or_else(|| AppError::NotFound("conversation not found".into()))
     }
     /// The sender's `userId`.

@@ -266,7 +266,9 @@ impl MutationRoot {
             &me.user_id,
             "workspace",
         )?;
-        Ok(Conversation(conversations::create(&mut c, &new).await?))
+        Ok(Conversation::from(
+            conversations::create(&mut c, &new).await?,
+        ))
     }
 
     /// Changes a conversation in one of the caller's workspaces.
@@ -298,11 +300,11 @@ impl MutationRoot {
             && changes.participant_ids.is_none()
             && changes.metadata.is_none()
         {
-            return Ok(Conversation(current));
+            return Ok(Conversation::from(current));
         }
         conversations::update(&mut c, id, &changes)
             .await?
-            .map(Conversation)
+            .map(Conversation::from)
             .ok_or_else(|| AppError::NotFound("conversation not found".into()))
     }
 
@@ -419,7 +421,7 @@ impl MutationRoot {
         .await?;
         Ok(WorkspaceWithConversation {
             workspace: Workspace(w),
-            conversation: Conversation(c),
+            conversation: Conversation::from(c),
         })
     }
 }

@@ -56,7 +56,7 @@ impl QueryRoot {
     async fn conversation(&self, ctx: &Context<'_>, id: Uuid) -> AppResult<Conversation> {
         let me = caller(ctx)?;
         let found = conversations::get_with_owner(&mut *conn(ctx).await?, id).await?;
-        authorize(found, &me.user_id, "conversation").map(Conversation)
+        authorize(found, &me.user_id, "conversation").map(Conversation::from)
     }
 
     /// A message in one of the caller's workspaces.

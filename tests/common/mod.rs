@@ -502,12 +502,13 @@ pub async fn statement_meter(db: &TestDb) -> diesel_async::AsyncPgConnection {
 
 /// Statements the server sent to this test's database, from pg_stat_statements
 /// (top-level only: an insert's foreign-key checks run inside it; excluding the
-/// pool's health checks and this query itself).
+/// session settings of a newly opened pool connection and this query itself).
 pub async fn statements_run(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
     let row: Calls = diesel::sql_query(
         "SELECT coalesce(sum(calls), 0)::bigint AS calls FROM pg_stat_statements
           WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-            AND toplevel AND query NOT LIKE '%pg_stat_statements%' AND query <> 'SELECT $1'",
+            AND toplevel AND query NOT LIKE '%pg_stat_statements%' AND query <> 'SELECT $1'
+            AND query NOT LIKE 'SET %'",
     )
     .get_result(conn)
     .await
