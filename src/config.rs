@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `DATABASE_URL` | — | PostgreSQL URL; when unset (and no `POSTGRES_*`), Cortex runs its embedded cluster |
 //! | `POSTGRES_USER` / `POSTGRES_PASSWORD` / `POSTGRES_DB` / `POSTGRES_HOST` / `POSTGRES_PORT` | `postgres` / none / user name / `localhost` / `5432` | the URL in parts, used when `DATABASE_URL` is unset |
-//! | `DB_POOL_SIZE` | 10 | connections in the pool |
+//! | `DB_POOL_SIZE` | 16 | connections in the pool (measured: `bench/RESULTS.md`) |
 //! | `DB_POOL_TIMEOUT` | 5 | seconds to wait for a pooled connection (and to connect) before `UNAVAILABLE` |
 //! | `DB_SLOW_MS` | 500 | log statements at least this slow, with their duration (0: off) |
 //! | `DB_STATEMENT_TIMEOUT` | 10 | seconds one SQL statement may run (`statement_timeout`) before `TIMEOUT` |
@@ -34,8 +34,9 @@ use thiserror::Error;
 
 /// Default `BACKUP_DIR`.
 pub const DEFAULT_BACKUP_DIR: &str = "backups";
-/// Default `DB_POOL_SIZE`.
-pub const DEFAULT_POOL_SIZE: u32 = 10;
+/// Default `DB_POOL_SIZE`: throughput was flat from 4 to 32 connections on the
+/// benchmark machine, tail latency fell up to 16 (`bench/RESULTS.md`).
+pub const DEFAULT_POOL_SIZE: u32 = 16;
 /// Default `DB_POOL_TIMEOUT`, in seconds.
 pub const DEFAULT_POOL_TIMEOUT_SECS: u64 = 5;
 /// Default `DB_SLOW_MS`: statements at least this slow are logged (the seed's
