@@ -15,8 +15,10 @@
 //!    through `pgbench -M prepared` at the same concurrency: the database's
 //!    ceiling, and the ratio Cortex / ceiling.
 //!
-//! `BENCH_CONNECTIONS` (32), `BENCH_DURATION` (20s), `BENCH_WARMUP` (5s) and
-//! `BENCH_WORKLOADS` (comma-separated names) change the run.
+//! `BENCH_CONNECTIONS` (32), `BENCH_DURATION` (20s), `BENCH_WARMUP` (5s),
+//! `BENCH_POOL_SIZE` (16) and `BENCH_WORKLOADS` (comma-separated names) change the run;
+//! `BENCH_COMPARE=postgraphile` then runs the same workloads against PostGraphile
+//! (installed from npm) on the same data.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -71,6 +73,9 @@ struct Workload {
     name: &'static str,
     graphql: fn(i64) -> (i64, String),
     pgbench: &'static str,
+    /// The same request to PostGraphile's generated schema (`BENCH_COMPARE`), where
+    /// it has one without plugins (no JSONB containment filter, no full-text search).
+    postgraphile: Option<fn(i64) -> String>,
 }
 
 fn owner_of(i: i64) -> i64 {
@@ -122,10 +127,35 @@ fn write(i: i64) -> (i64, String) {
     )
 }
 
+/// PostGraphile v4's names for the nested workload: the owner is a condition
+/// (PostGraphile is run without JWTs here, so it checks no token at all).
+fn postgraphile_nested(i: i64) -> String {
+    let q = format!(
+        "{{ allWorkspaces(condition: {{ownerId: \"user{}\"}}, first: 10, orderBy: [CREATED_AT_DESC, ID_DESC]) {{ nodes {{ name conversationsByWorkspaceId(first: 10, orderBy: [CREATED_AT_DESC, ID_DESC]) {{ nodes {{ topic messagesByConversationId(last: 20, orderBy: [TIMESTAMP_ASC, ID_ASC]) {{ nodes {{ content timestamp userBySenderId {{ name }} }} }} }} }} }} }} }}",
+        owner_of(i)
+    );
+    serde_json::json!({ "query": q }).to_string()
+}
+
+fn postgraphile_point(i: i64) -> String {
+    let m = (i * 104_729) % MESSAGES + 1;
+    let q = "query($id: UUID!) { messageById(id: $id) { id content timestamp } }";
+    serde_json::json!({ "query": q, "variables": { "id": format!("@m{m}") } }).to_string()
+}
+
+fn postgraphile_write(i: i64) -> String {
+    let owner = owner_of(i);
+    let c = (owner - 1) * 100 + i % 100 + 1;
+    let q = "mutation($c: UUID!, $s: String!, $t: String!) { createMessage(input: {message: {conversationId: $c, senderId: $s, content: $t}}) { message { id timestamp } } }";
+    serde_json::json!({ "query": q, "variables": { "c": format!("@c{c}"), "s": format!("user{owner}"), "t": format!("bench message {i}") } })
+        .to_string()
+}
+
 const WORKLOADS: [Workload; 5] = [
     Workload {
         name: "nested",
         graphql: nested,
+        postgraphile: Some(postgraphile_nested),
         pgbench: r#"\set owner random(1, 1000)
 SELECT json_build_object('data', json_build_object('workspaces', json_build_object('nodes', coalesce(json_agg(w), '[]'))))
 FROM (
@@ -146,6 +176,7 @@ FROM (
     Workload {
         name: "filter",
         graphql: filter,
+        postgraphile: None,
         pgbench: r#"\set owner random(1, 1000)
 \set team random(0, 9)
 SELECT json_build_object('data', json_build_object('workspaces', json_build_object('nodes', coalesce(json_agg(w), '[]'))))
@@ -159,6 +190,7 @@ FROM (
     Workload {
         name: "point",
         graphql: point,
+        postgraphile: Some(postgraphile_point),
         pgbench: r#"\set m random(1, 2000000)
 SELECT json_build_object('data', json_build_object('message', row_to_json(x)))
 FROM (
@@ -170,6 +202,7 @@ FROM (
     Workload {
         name: "search",
         graphql: search,
+        postgraphile: None,
         pgbench: r#"\set w random(1, 10000)
 \set word random(1, 5)
 SELECT json_build_object('data', json_build_object('searchMessages', json_build_object('edges', coalesce(json_agg(h), '[]'))))
@@ -184,6 +217,7 @@ FROM (
     Workload {
         name: "write",
         graphql: write,
+        postgraphile: Some(postgraphile_write),
         pgbench: r#"\set c random(1, 100000)
 INSERT INTO messages (conversation_id, sender_id, content)
 SELECT c.id, w.owner_id, 'pgbench message' FROM conversations c JOIN workspaces w ON w.id = c.workspace_id
@@ -346,6 +380,10 @@ fn wrk(base: &str, requests: &Path, connections: u32, duration: &str) -> Result<
             "-t2",
             &format!("-c{connections}"),
             &format!("-d{duration}"),
+            // wrk's default 2 s timeout counts a slow answer as an error without
+            // measuring it; 10 s lets the slowest server's latency show.
+            "--timeout",
+            "10s",
             "--latency",
             "-s",
         ])
@@ -434,6 +472,119 @@ async fn statements_since_reset(conn: &mut AsyncPgConnection) -> Result<(i64, i6
     Ok((all, lookups))
 }
 
+/// What the comparison run shares with the Cortex run.
+struct BenchRun<'a> {
+    url: &'a str,
+    work: &'a Path,
+    connections: u32,
+    duration: &'a str,
+    warmup: &'a str,
+}
+
+/// `BENCH_COMPARE=postgraphile`: PostGraphile v4 (from npm, installed under
+/// `target/bench-api/postgraphile`) on the same database, after Cortex has stopped,
+/// with the same wrk settings, for the workloads its plain schema can express.
+async fn compare_with_postgraphile(
+    run: &BenchRun<'_>,
+    meter: &mut AsyncPgConnection,
+    cortex_rates: &[(&str, f64)],
+    report: &mut String,
+) -> Result<bool> {
+    let dir = run.work.join("postgraphile");
+    let bin = dir.join("node_modules/.bin/postgraphile");
+    if !bin.exists() {
+        println!("installing postgraphile@4 from npm into {}", dir.display());
+        let status = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .arg("postgraphile@4")
+            .status()
+            .context("BENCH_COMPARE=postgraphile needs Node.js and npm")?;
+        if !status.success() {
+            bail!("npm install postgraphile@4 failed");
+        }
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let pool = std::env::var("BENCH_POOL_SIZE").unwrap_or("16".into());
+    let mut child = Command::new(&bin)
+        .args([
+            "--schema",
+            "public",
+            "--disable-query-log",
+            "--max-pool-size",
+            &pool,
+        ])
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--connection")
+        .arg(run.url)
+        .env("NODE_ENV", "production")
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("start postgraphile")?;
+    let mut lines = BufReader::new(child.stdout.take().context("postgraphile stdout")?).lines();
+    loop {
+        let Some(line) = lines.next() else {
+            let _ = child.kill();
+            bail!("postgraphile exited before listening");
+        };
+        if line?.contains("server listening on port") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let base = format!("http://127.0.0.1:{port}");
+
+    writeln!(report, "\nPostGraphile 4 (Node.js, `--max-pool-size {pool}`, no JWT: the owner is a query condition) on the same data, after Cortex stopped:")?;
+    writeln!(
+        report,
+        "| workload | PostGraphile req/s | p50 | p99 | errors | Cortex / PostGraphile |"
+    )?;
+    writeln!(report, "|---|---:|---:|---:|---:|---:|")?;
+    let mut valid = true;
+    for workload in WORKLOADS.iter() {
+        let (Some(request), Some((_, cortex))) = (
+            workload.postgraphile,
+            cortex_rates.iter().find(|(name, _)| *name == workload.name),
+        ) else {
+            continue;
+        };
+        // No token: bench/api.lua sends no Authorization header for an empty one.
+        let mut lines: Vec<String> = (0..REQUESTS_PER_FILE)
+            .map(|i| format!("\t{}", request(i)))
+            .collect();
+        resolve_ids(meter, &mut lines).await?;
+        let requests = run
+            .work
+            .join(format!("postgraphile-{}.requests", workload.name));
+        std::fs::write(&requests, lines.join("\n") + "\n")?;
+        wrk(&base, &requests, run.connections, run.warmup)?;
+        let load = wrk(&base, &requests, run.connections, run.duration)?;
+        if load.errors > 0 {
+            valid = false;
+            eprintln!(
+                "postgraphile {}: {} errors, e.g. {}",
+                workload.name, load.errors, load.sample
+            );
+        }
+        writeln!(
+            report,
+            "| {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.2}× |",
+            workload.name,
+            load.per_second,
+            load.p50_ms,
+            load.p99_ms,
+            load.errors,
+            cortex / load.per_second
+        )?;
+        println!("postgraphile {}: done", workload.name);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(valid)
+}
+
 fn seconds(duration: &str) -> u32 {
     duration.trim_end_matches('s').parse().unwrap_or(20)
 }
@@ -493,6 +644,7 @@ fn main() -> Result<()> {
         writeln!(report, "| workload | req/s | p50 | p99 | errors | SQL statements / request (of which caller lookups) | pgbench tps (ceiling) | Cortex / ceiling |")?;
         writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
         let mut valid = true;
+        let mut cortex_rates: Vec<(&str, f64)> = Vec::new();
         for workload in WORKLOADS.iter() {
             if only.as_ref().is_some_and(|o| !o.iter().any(|n| n == workload.name)) {
                 continue;
@@ -533,6 +685,7 @@ fn main() -> Result<()> {
                 ceiling,
                 load.per_second / ceiling
             )?;
+            cortex_rates.push((workload.name, load.per_second));
             println!("{}: done", workload.name);
         }
         writeln!(
@@ -542,6 +695,10 @@ fn main() -> Result<()> {
             rss_mib(server.child.id(), "VmRSS:")
         )?;
         drop(server);
+        if std::env::var("BENCH_COMPARE").as_deref() == Ok("postgraphile") {
+            let compare = BenchRun { url: &url, work: &work, connections, duration: &duration, warmup: &warmup };
+            valid &= compare_with_postgraphile(&compare, &mut meter, &cortex_rates, &mut report).await?;
+        }
         meter
             .batch_execute("DELETE FROM messages WHERE content LIKE 'bench message %' OR content = 'pgbench message'")
             .await?;
