@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         app: state.clone(),
         schema: Arc::new(graphql::build_schema(options)),
         playground_token: state.playground_token.clone(),
+        documents: Arc::default(),
     };
     let mut graphql_routes = Router::new().route(
         "/graphql",

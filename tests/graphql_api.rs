@@ -792,6 +792,28 @@ async fn sending_a_message_and_a_scoped_search_cost_one_statement_each() {
 }
 
 #[tokio::test]
+async fn a_repeated_operation_is_served_from_its_parsed_document_and_still_checked() {
+    let api = Api::new().await;
+    let (ws, _, _) = alice_world(&api).await;
+    let q = "query($id: UUID!) { workspace(id: $id) { name } }";
+    for _ in 0..2 {
+        let data = api.ok("alice", q, json!({"id": ws})).await;
+        assert_eq!(data["workspace"]["name"], "Alice's");
+    }
+    // The same text again: its variables are still coerced and its rows still scoped.
+    let bad = api.gql("alice", q, json!({"id": "not-a-uuid"})).await;
+    assert_eq!(code(&bad), "BAD_USER_INPUT", "{bad}");
+    let foreign = api.gql("bob", q, json!({"id": ws})).await;
+    assert_eq!(code(&foreign), "FORBIDDEN", "{foreign}");
+    // A refused text is never kept: refused again, the same way.
+    let deep = "{ workspaces(first: 1) { nodes { conversations(first: 1) { nodes { messages(first: 1) { nodes { conversation { workspace { conversations(first: 1) { nodes { topic } } } } } } } } } } }";
+    for _ in 0..2 {
+        let refused = api.gql("alice", deep, json!({})).await;
+        assert_eq!(refused["errors"][0]["extensions"]["limit"], "depth", "{refused}");
+    }
+}
+
+#[tokio::test]
 async fn a_query_deeper_than_the_limit_is_refused_before_any_sql() {
     let api = Api::new().await;
     // The caller's row exists and is cached before measuring.

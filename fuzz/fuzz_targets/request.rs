@@ -8,11 +8,14 @@ use std::sync::{Arc, LazyLock};
 
 use cortex::auth::Caller;
 use cortex::graphql::context::RequestContext;
+use cortex::graphql::documents::DocumentCache;
 use cortex::graphql::http::{parse_body, SharedContext};
 use cortex::graphql::{build_schema, normalize_error, CortexSchema, SchemaOptions};
 use libfuzzer_sys::fuzz_target;
 
 static SCHEMA: LazyLock<CortexSchema> = LazyLock::new(|| build_schema(SchemaOptions::default()));
+// Shared across inputs like the server's: a repeated text takes the cached path.
+static DOCUMENTS: LazyLock<DocumentCache> = LazyLock::new(DocumentCache::default);
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -57,7 +60,12 @@ fuzz_target!(|body: &[u8]| {
     for request in requests.into_iter().take(10) {
         let request = request.data(SharedContext(CONTEXT.clone()));
         let limits = cortex::graphql::limits::QueryLimits::default();
-        let (response, _) = RUNTIME.block_on(cortex::graphql::execute(&SCHEMA, &limits, request));
+        let (response, _) = RUNTIME.block_on(cortex::graphql::execute(
+            &SCHEMA,
+            &limits,
+            &DOCUMENTS,
+            request,
+        ));
         for error in response.errors.into_iter().map(normalize_error) {
             let code = error
                 .extensions

@@ -27,6 +27,8 @@ pub struct GraphqlState {
     pub schema: Arc<CortexSchema>,
     /// A ready token to prefill GraphiQL with (embedded default only).
     pub playground_token: Option<String>,
+    /// Parsed documents of operations seen before.
+    pub documents: Arc<crate::graphql::documents::DocumentCache>,
 }
 
 /// A refusal by one of the request limits, naming it like the query limits do.
@@ -136,13 +138,18 @@ async fn execute_checked(
         let ctx = ctx.clone();
         let request_id = request_id.clone();
         let schema = state.schema.clone();
+        let documents = state.documents.clone();
         let limits = state.app.config.limits;
         async move {
             let started = std::time::Instant::now();
             let (statements_before, db_before) = (ctx.stats.statements(), ctx.stats.db_time());
-            let (response, operation) =
-                crate::graphql::execute(&schema, &limits, request.data(SharedContext(ctx.clone())))
-                    .await;
+            let (response, operation) = crate::graphql::execute(
+                &schema,
+                &limits,
+                &documents,
+                request.data(SharedContext(ctx.clone())),
+            )
+            .await;
             let statements = ctx.stats.statements() - statements_before;
             let db_ms = (ctx.stats.db_time() - db_before).as_secs_f64() * 1000.0;
             let response = finish(response, show_cost.then_some((statements, db_ms)));

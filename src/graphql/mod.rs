@@ -3,6 +3,7 @@
 pub mod connection;
 pub mod context;
 pub mod conversation;
+pub mod documents;
 pub mod filters;
 pub mod http;
 pub mod limits;
@@ -68,16 +69,28 @@ pub fn build_schema(options: SchemaOptions) -> CortexSchema {
 }
 
 /// Runs one operation: the query limits first (before any resolver or SQL runs),
-/// then the schema. Also returns the operation's name: the request's
+/// unless the same text passed them before (`documents`), then the schema. Also returns the operation's name: the request's
 /// `operationName`, or the name of the document's only operation.
 pub async fn execute(
     schema: &CortexSchema,
     limits: &limits::QueryLimits,
+    documents: &documents::DocumentCache,
     mut request: async_graphql::Request,
 ) -> (async_graphql::Response, Option<String>) {
-    if let Err(error) = limits.check_request(&mut request) {
-        let name = request.operation_name.clone();
-        return (async_graphql::Response::from_errors(vec![error]), name);
+    match documents.get(&request.query) {
+        // Seen before, and it passed the limits then (they do not change while we run).
+        Some(document) => request.set_parsed_query(document.as_ref().clone()),
+        None => {
+            if let Err(error) = limits.check_request(&mut request) {
+                let name = request.operation_name.clone();
+                return (async_graphql::Response::from_errors(vec![error]), name);
+            }
+            let query = request.query.clone();
+            // Already parsed by the limit check; a text that does not parse is not kept.
+            if let Ok(document) = request.parsed_query() {
+                documents.insert(&query, document);
+            }
+        }
     }
     let name = request.operation_name.clone().or_else(|| {
         let document = request.parsed_query().ok()?;
