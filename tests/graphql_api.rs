@@ -809,7 +809,10 @@ async fn a_repeated_operation_is_served_from_its_parsed_document_and_still_check
     let deep = "{ workspaces(first: 1) { nodes { conversations(first: 1) { nodes { messages(first: 1) { nodes { conversation { workspace { conversations(first: 1) { nodes { topic } } } } } } } } } } }";
     for _ in 0..2 {
         let refused = api.gql("alice", deep, json!({})).await;
-        assert_eq!(refused["errors"][0]["extensions"]["limit"], "depth", "{refused}");
+        assert_eq!(
+            refused["errors"][0]["extensions"]["limit"], "depth",
+            "{refused}"
+        );
     }
 }
 

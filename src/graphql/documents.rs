@@ -2,7 +2,8 @@
 //! operation texts over and over with new variables; parsing one (pest) and
 //! measuring it against the query limits was a quarter of the server's CPU for a
 //! point read (`bench/RESULTS.md`). A document is kept only after it passed every
-//! limit, so a hit skips both; validation still runs on every request.
+//! limit and validated against the schema, so a hit skips parsing and the limits;
+//! validation still runs on every request.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
@@ -45,12 +46,12 @@ impl DocumentCache {
     }
 
     /// Keeps the document of `query`, unless the text is too long to be worth it.
-    pub fn insert(&self, query: &str, document: &ExecutableDocument) {
+    pub fn insert(&self, query: String, document: ExecutableDocument) {
         if query.len() <= MAX_CACHED_QUERY_BYTES {
             self.entries
                 .lock()
                 .expect("document cache lock")
-                .put(query.to_string(), Arc::new(document.clone()));
+                .put(query, Arc::new(document));
         }
     }
 
@@ -77,20 +78,39 @@ mod tests {
     fn keeps_the_most_recently_used_documents_up_to_its_size() {
         let cache = DocumentCache::new(2);
         for q in ["{ a }", "{ b }"] {
-            cache.insert(q, &parse(q));
+            cache.insert(q.to_string(), parse(q));
         }
         assert!(cache.get("{ a }").is_some()); // `{ a }` is now the most recent
-        cache.insert("{ c }", &parse("{ c }"));
+        cache.insert("{ c }".to_string(), parse("{ c }"));
         assert!(cache.get("{ b }").is_none(), "the least recently used goes");
         assert!(cache.get("{ a }").is_some() && cache.get("{ c }").is_some());
         assert_eq!(cache.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn only_documents_that_pass_the_limits_and_validate_are_kept() {
+        use crate::graphql::{build_schema, execute, limits::QueryLimits, SchemaOptions};
+        let schema = build_schema(SchemaOptions::default());
+        let (limits, cache) = (QueryLimits::default(), DocumentCache::new(10));
+        for query in [
+            "{ nope }",                                                  // unknown field
+            "{ __typename",                                              // does not parse
+            "{ a: __typename b: __typename c: __typename d: __typename e: __typename f: __typename g: __typename h: __typename i: __typename j: __typename k: __typename l: __typename m: __typename n: __typename o: __typename p: __typename }", // 16 aliases
+        ] {
+            let (response, _) = execute(&schema, &limits, &cache, query.into()).await;
+            assert!(!response.errors.is_empty(), "{query}");
+        }
+        assert!(cache.is_empty());
+        let (response, _) = execute(&schema, &limits, &cache, "{ __typename }".into()).await;
+        assert!(response.errors.is_empty());
+        assert!(cache.get("{ __typename }").is_some());
     }
 
     #[test]
     fn long_operation_texts_are_not_kept() {
         let cache = DocumentCache::new(10);
         let long = format!("{{ a {} }}", " ".repeat(MAX_CACHED_QUERY_BYTES));
-        cache.insert(&long, &parse(&long));
+        cache.insert(long.clone(), parse(&long));
         assert!(cache.is_empty());
     }
 }

@@ -77,9 +77,12 @@ pub async fn execute(
     documents: &documents::DocumentCache,
     mut request: async_graphql::Request,
 ) -> (async_graphql::Response, Option<String>) {
-    match documents.get(&request.query) {
+    let parsed_now = match documents.get(&request.query) {
         // Seen before, and it passed the limits then (they do not change while we run).
-        Some(document) => request.set_parsed_query(document.as_ref().clone()),
+        Some(document) => {
+            request.set_parsed_query(document.as_ref().clone());
+            None
+        }
         None => {
             if let Err(error) = limits.check_request(&mut request) {
                 let name = request.operation_name.clone();
@@ -87,11 +90,12 @@ pub async fn execute(
             }
             let query = request.query.clone();
             // Already parsed by the limit check; a text that does not parse is not kept.
-            if let Ok(document) = request.parsed_query() {
-                documents.insert(&query, document);
-            }
+            request
+                .parsed_query()
+                .ok()
+                .map(|document| (query, document.clone()))
         }
-    }
+    };
     let name = request.operation_name.clone().or_else(|| {
         let document = request.parsed_query().ok()?;
         match &document.operations {
@@ -102,7 +106,16 @@ pub async fn execute(
             _ => None,
         }
     });
-    (schema.execute(request).await, name)
+    let response = schema.execute(request).await;
+    if let Some((query, document)) = parsed_now {
+        // Kept only once it also validated against the schema: a valid document's
+        // errors come from resolvers and carry a path. Texts full of unknown fields,
+        // which pass the limits, never fill the cache.
+        if response.errors.iter().all(|e| !e.path.is_empty()) {
+            documents.insert(query, document);
+        }
+    }
+    (response, name)
 }
 
 /// async-graphql's own refusal when validation measures a complexity over the limit.
