@@ -69,8 +69,9 @@ pub fn build_schema(options: SchemaOptions) -> CortexSchema {
 }
 
 /// Runs one operation: the query limits first (before any resolver or SQL runs),
-/// unless the same text passed them before (`documents`), then the schema. Also returns the operation's name: the request's
-/// `operationName`, or the name of the document's only operation.
+/// unless the same text passed them before (`documents`), then the schema. Also
+/// returns the operation's name: the request's `operationName`, or the name of the
+/// document's only operation.
 pub async fn execute(
     schema: &CortexSchema,
     limits: &limits::QueryLimits,
