@@ -190,6 +190,9 @@ async fn sslmode_require_and_verify_full_connect_encrypted_and_a_wrong_ca_is_ref
         let wrong = format!("{base}?sslmode=verify-full&sslrootcert={}", other.display());
         let refused = cortex::db::connect_once(&wrong).await;
         assert!(refused.is_err(), "a certificate from another CA is refused");
+        let ca_only = format!("{base}?sslmode=verify-ca&sslrootcert={}", ca.display());
+        let mut conn = cortex::db::connect_once(&ca_only).await.unwrap();
+        assert!(encrypted(&mut conn).await, "sslmode=verify-ca");
         let wrong_ca = format!("{base}?sslmode=verify-ca&sslrootcert={}", other.display());
         assert!(cortex::db::connect_once(&wrong_ca).await.is_err());
 
