@@ -9,8 +9,7 @@ use std::path::Path;
 use std::process::Output;
 
 use common::TestDb;
-use diesel::sql_types::Text;
-use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::SimpleAsyncConnection;
 
 fn cortex(args: &[&str], url: &str) -> Output {
     common::cortex_command(&[("DATABASE_URL", url)])
@@ -28,16 +27,10 @@ fn ok(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[derive(diesel::QueryableByName)]
-struct Line {
-    #[diesel(sql_type = Text)]
-    line: String,
-}
-
 /// Every row of the four tables as text, in a stable order.
 async fn rows(db: &TestDb) -> Vec<String> {
-    let mut conn = db.conn().await;
-    diesel::sql_query(
+    common::text_lines(
+        &mut db.conn().await,
         "SELECT line FROM (
            SELECT 'user|' || user_id || '|' || name || '|' || metadata::text AS line FROM users
            UNION ALL SELECT 'workspace|' || id || '|' || name || '|' || owner_id || '|' || metadata::text FROM workspaces
@@ -45,12 +38,7 @@ async fn rows(db: &TestDb) -> Vec<String> {
            UNION ALL SELECT 'message|' || id || '|' || content || '|' || \"timestamp\" FROM messages
          ) t ORDER BY line",
     )
-    .load::<Line>(&mut conn)
     .await
-    .unwrap()
-    .into_iter()
-    .map(|l| l.line)
-    .collect()
 }
 
 fn dumps(dir: &Path) -> Vec<std::path::PathBuf> {

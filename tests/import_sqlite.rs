@@ -10,7 +10,6 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::TestDb;
-use diesel::sql_types::Text;
 
 fn import(file: &Path, url: &str, extra: &[&str]) -> Output {
     common::cortex_command(&[("DATABASE_URL", url)])
@@ -91,19 +90,12 @@ async fn seed_existing_user(db: &TestDb) {
     .unwrap();
 }
 
-#[derive(diesel::QueryableByName)]
-struct Line {
-    #[diesel(sql_type = Text)]
-    line: String,
-}
-
 /// Every imported row as a line keyed by its SQLite id (new UUIDs differ between
 /// databases), plus row counts, so two databases can be compared exactly. Fallback
 /// timestamps (the import time) are shown as such.
 async fn canonical(db: &TestDb) -> Vec<String> {
-    use diesel_async::RunQueryDsl;
-    let mut conn = db.conn().await;
-    diesel::sql_query(
+    common::text_lines(
+        &mut db.conn().await,
         r#"
         SELECT line FROM (
           SELECT 'count|' || (SELECT count(*) FROM users) || '|' || (SELECT count(*) FROM workspaces) || '|'
@@ -130,12 +122,7 @@ async fn canonical(db: &TestDb) -> Vec<String> {
         ) t ORDER BY line
         "#,
     )
-    .load::<Line>(&mut conn)
     .await
-    .unwrap()
-    .into_iter()
-    .map(|l| l.line)
-    .collect()
 }
 
 /// The report's row for `table`: read, imported, already present, skipped, reasons.
@@ -461,15 +448,11 @@ async fn an_import_killed_with_sigkill_mid_run_then_resumed_equals_an_uninterrup
         .spawn()
         .unwrap();
     // Kill once some messages are in, whatever the importer is doing at that moment.
-    use diesel_async::RunQueryDsl;
     let mut conn = killed.conn().await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let n: Vec<Line> = diesel::sql_query("SELECT count(*)::text AS line FROM messages")
-            .load(&mut conn)
-            .await
-            .unwrap();
-        if n[0].line.parse::<u64>().unwrap() >= 5_000 {
+        let n = common::text_lines(&mut conn, "SELECT count(*)::text AS line FROM messages").await;
+        if n[0].parse::<u64>().unwrap() >= 5_000 {
             break;
         }
         assert!(

@@ -500,6 +500,25 @@ pub async fn statement_meter(db: &TestDb) -> diesel_async::AsyncPgConnection {
     conn
 }
 
+#[derive(diesel::QueryableByName)]
+struct Line {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    line: String,
+}
+
+/// The `line` column of every row `sql` returns, in its order: tables as text, to
+/// compare two states of a database exactly.
+pub async fn text_lines(conn: &mut diesel_async::AsyncPgConnection, sql: &str) -> Vec<String> {
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query(sql)
+        .load::<Line>(conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.line)
+        .collect()
+}
+
 /// Statements the server sent to this test's database, from pg_stat_statements
 /// (top-level only: an insert's foreign-key checks run inside it; excluding the
 /// session settings of a newly opened pool connection and this query itself).
