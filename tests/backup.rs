@@ -18,15 +18,6 @@ fn cortex(args: &[&str], url: &str) -> Output {
         .expect("run cortex")
 }
 
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "cortex failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Every row of the four tables as text, in a stable order.
 async fn rows(db: &TestDb) -> Vec<String> {
     common::text_lines(
@@ -67,7 +58,7 @@ async fn backup_then_damage_then_restore_gives_back_exactly_the_backed_up_rows()
     .unwrap();
     let backed_up = rows(&db).await;
 
-    let out = ok(&cortex(
+    let out = common::stdout_of_success(&cortex(
         &["backup", "--dir", backups.to_str().unwrap()],
         &db.url,
     ));
@@ -80,7 +71,7 @@ async fn backup_then_damage_then_restore_gives_back_exactly_the_backed_up_rows()
         "{name}"
     );
     assert!(out.contains(&name), "{out}");
-    let listed = ok(&cortex(
+    let listed = common::stdout_of_success(&cortex(
         &["backups", "--dir", backups.to_str().unwrap()],
         &db.url,
     ));
@@ -109,7 +100,7 @@ async fn backup_then_damage_then_restore_gives_back_exactly_the_backed_up_rows()
     assert_eq!(rows(&db).await, damaged);
 
     drop(conn);
-    ok(&cortex(
+    common::stdout_of_success(&cortex(
         &["restore", file.to_str().unwrap(), "--yes"],
         &db.url,
     ));

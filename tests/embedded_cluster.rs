@@ -145,12 +145,7 @@ fn a_second_process_attaches_and_leaves_the_cluster_to_its_starter() {
         .arg("migrate")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("up to date"));
+    assert!(common::stdout_of_success(&out).contains("up to date"));
     assert_eq!(
         health(&running.base),
         200,

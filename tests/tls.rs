@@ -209,11 +209,7 @@ async fn sslmode_require_and_verify_full_connect_encrypted_and_a_wrong_ca_is_ref
             .arg("migrate")
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::stdout_of_success(&out);
     }
     .await;
     tokio::task::spawn_blocking(move || cluster.stop())

@@ -500,6 +500,18 @@ pub async fn statement_meter(db: &TestDb) -> diesel_async::AsyncPgConnection {
     conn
 }
 
+/// The standard output of a `cortex` run that must have succeeded (its standard
+/// error is the failure message).
+pub fn stdout_of_success(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "cortex failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[derive(diesel::QueryableByName)]
 struct Line {
     #[diesel(sql_type = diesel::sql_types::Text)]
