@@ -28,42 +28,16 @@ fn openssl(dir: &Path, args: &[&str]) {
 /// A CA, a server certificate for localhost/127.0.0.1 signed by it, and a second,
 /// unrelated CA.
 fn certificates(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=cortex-test-ca",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "other.key",
-            "-out",
-            "other.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=other-ca",
-        ],
-    );
+    for (name, subject) in [("ca", "/CN=cortex-test-ca"), ("other", "/CN=other-ca")] {
+        let (key, cert) = (format!("{name}.key"), format!("{name}.crt"));
+        openssl(
+            dir,
+            &[
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &cert,
+                "-days", "2", "-subj", subject,
+            ],
+        );
+    }
     openssl(
         dir,
         &[
