@@ -208,10 +208,10 @@ impl Loader<ConversationPageKey> for CortexLoader {
         for (query, parents) in groups(keys) {
             let inner = conversations::filtered(&query.filter)
                 .filter(c::workspace_id.eq(parent_id()))
-                .filter(c::workspace_id.eq_any(owned_workspaces(&self.owner)))
                 .select(Conversation::as_select());
             let inner = ordered_page!(inner, &query.args, conversations);
-            let rows: Vec<Conversation> = PerParent::new(parents.clone(), inner)
+            let scope = owned_workspaces(&self.owner);
+            let rows: Vec<Conversation> = PerParent::new(parents.clone(), scope, inner)
                 .load(&mut conn)
                 .await
                 .map_err(db_err)?;
@@ -248,10 +248,10 @@ impl Loader<MessagePageKey> for CortexLoader {
         for (query, parents) in groups(keys) {
             let inner = messages::filtered(&query.filter)
                 .filter(m::conversation_id.eq(parent_id()))
-                .filter(m::conversation_id.eq_any(owned_conversations(&self.owner)))
                 .select(Message::as_select());
             let inner = keyset_page!(inner, &query.args, m::timestamp, m::id, asc);
-            let rows: Vec<Message> = PerParent::new(parents.clone(), inner)
+            let scope = owned_conversations(&self.owner);
+            let rows: Vec<Message> = PerParent::new(parents.clone(), scope, inner)
                 .load(&mut conn)
                 .await
                 .map_err(db_err)?;
@@ -289,9 +289,9 @@ impl Loader<ConversationCountKey> for CortexLoader {
         for (query, parents) in groups(&inner) {
             let inner = conversations::filtered(&query.filter)
                 .filter(c::workspace_id.eq(parent_id()))
-                .filter(c::workspace_id.eq_any(owned_workspaces(&self.owner)))
                 .count();
-            let counts: Vec<(Uuid, i64)> = TaggedPerParent::new(parents.clone(), inner)
+            let scope = owned_workspaces(&self.owner);
+            let counts: Vec<(Uuid, i64)> = TaggedPerParent::new(parents.clone(), scope, inner)
                 .load(&mut conn)
                 .await
                 .map_err(db_err)?;
@@ -321,9 +321,9 @@ impl Loader<MessageCountKey> for CortexLoader {
         for (query, parents) in groups(&inner) {
             let inner = messages::filtered(&query.filter)
                 .filter(m::conversation_id.eq(parent_id()))
-                .filter(m::conversation_id.eq_any(owned_conversations(&self.owner)))
                 .count();
-            let counts: Vec<(Uuid, i64)> = TaggedPerParent::new(parents.clone(), inner)
+            let scope = owned_conversations(&self.owner);
+            let counts: Vec<(Uuid, i64)> = TaggedPerParent::new(parents.clone(), scope, inner)
                 .load(&mut conn)
                 .await
                 .map_err(db_err)?;
@@ -365,12 +365,12 @@ impl Loader<LatestMessagesKey> for CortexLoader {
                 .collect();
             let inner = m::table
                 .filter(m::conversation_id.eq(parent_id()))
-                .filter(m::conversation_id.eq_any(owned_conversations(&self.owner)))
                 .order((m::timestamp.desc(), m::id.desc()))
                 .limit(limit)
                 .select(Message::as_select())
                 .into_boxed();
-            let rows: Vec<Message> = PerParent::new(parents.clone(), inner)
+            let scope = owned_conversations(&self.owner);
+            let rows: Vec<Message> = PerParent::new(parents.clone(), scope, inner)
                 .load(&mut conn)
                 .await
                 .map_err(db_err)?;
