@@ -40,7 +40,7 @@ async fn catalog(url: &str) -> Vec<String> {
 async fn migrations_run_up_down_and_up_again_to_the_same_schema() {
     let db = TestDb::empty().await;
     let applied = cortex::db::migrations::run_pending(&db.url).await.unwrap();
-    assert_eq!(applied.len(), 2);
+    assert_eq!(applied.len(), common::migration_count());
     let first = catalog(&db.url).await;
     assert!(
         first
@@ -51,9 +51,15 @@ async fn migrations_run_up_down_and_up_again_to_the_same_schema() {
     assert!(first.iter().any(|l| l.contains("idx_messages_tsv")));
     assert!(first.iter().any(|l| l.contains("ON DELETE CASCADE")));
     assert!(first.iter().any(|l| l.contains("import_id_map")));
+    assert!(
+        first.iter().any(|l| l.contains(
+            "idx_messages_conversation_timestamp ON public.messages USING btree (conversation_id, \"timestamp\", id)"
+        )),
+        "message pages are ordered by (timestamp, id): {first:#?}"
+    );
 
     let reverted = cortex::db::migrations::revert_all(&db.url).await.unwrap();
-    assert_eq!(reverted.len(), 2);
+    assert_eq!(reverted.len(), common::migration_count());
     assert!(
         catalog(&db.url).await.is_empty(),
         "down really reverts everything"

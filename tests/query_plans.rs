@@ -1,5 +1,6 @@
-//! The metadata filter's `contains` and `hasKey` are answered from the GIN indexes,
-//! shown by PostgreSQL's own `EXPLAIN` of the SQL diesel builds for them.
+//! The indexes answer what they are there for, shown by PostgreSQL's own `EXPLAIN` of
+//! the SQL diesel builds: the metadata filter's `contains` and `hasKey` from the GIN
+//! indexes, a conversation's message page in order from its btree index.
 
 mod common;
 
@@ -82,4 +83,32 @@ async fn has_key_uses_the_key_existence_gin_index() {
         plan.contains("Bitmap Index Scan on idx_messages_metadata_keys "),
         "hasKey did not use idx_messages_metadata_keys:\n{plan}"
     );
+}
+
+#[tokio::test]
+async fn a_message_page_is_read_in_order_from_the_index_without_a_sort() {
+    use schema::messages::dsl as m;
+    let db = TestDb::new().await;
+    let mut conn = conn_without_seqscan(&db).await;
+    // As with seqscan: could an index deliver this order? (A sort of no rows is cheaper.)
+    diesel::sql_query("SET enable_bitmapscan = off")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    diesel::sql_query("SET enable_sort = off")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // The order of every message page: (timestamp, id), id breaking ties.
+    let query = m::messages
+        .filter(m::conversation_id.eq(uuid::Uuid::nil()))
+        .order((m::timestamp.desc(), m::id.desc()))
+        .limit(21)
+        .select(messages::Message::as_select());
+    let plan = plan(&mut conn, query).await;
+    assert!(
+        plan.contains("Index Scan Backward using idx_messages_conversation_timestamp "),
+        "the page did not use idx_messages_conversation_timestamp:\n{plan}"
+    );
+    assert!(!plan.contains("Sort"), "the page was sorted:\n{plan}");
 }

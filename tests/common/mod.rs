@@ -512,6 +512,14 @@ pub fn stdout_of_success(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// How many migrations the binary carries (so tests need no edit when one is added).
+pub fn migration_count() -> usize {
+    use diesel::migration::MigrationSource;
+    MigrationSource::<diesel::pg::Pg>::migrations(&cortex::db::migrations::MIGRATIONS)
+        .expect("embedded migrations")
+        .len()
+}
+
 #[derive(diesel::QueryableByName)]
 struct Line {
     #[diesel(sql_type = diesel::sql_types::Text)]
