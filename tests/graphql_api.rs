@@ -832,3 +832,75 @@ async fn a_query_deeper_than_the_limit_is_refused_before_any_sql() {
     assert!(response["data"].is_null(), "{response:#}");
     assert_eq!(spent, 0, "SQL ran for a refused query");
 }
+
+#[tokio::test]
+async fn messages_and_senders_resolve_the_same_on_the_fast_path_as_through_async_graphql() {
+    let api = Api::new().await;
+    let (_, conv, _) = alice_world(&api).await;
+    // More messages: nested metadata, and a sender with an e-mail address.
+    let mut conn = api.db.conn().await;
+    let bob = cortex::db::users::NewUser {
+        user_id: "bob".into(),
+        name: "Bob \"B\"".into(),
+        email: Some("bob@example.com".into()),
+        metadata: json!({"plan": "pro", "since": 2020}),
+    };
+    cortex::db::users::get_or_create(&mut conn, &bob)
+        .await
+        .unwrap();
+    for (sender, metadata) in [
+        (
+            "alice",
+            json!({"priority": 2.5, "tags": ["a", "b"], "labels": {"team": "x"}, "none": null}),
+        ),
+        ("bob", json!({})),
+    ] {
+        let new = cortex::db::messages::NewMessage {
+            conversation_id: conv.parse().unwrap(),
+            sender_id: sender.into(),
+            content: format!("from {sender} \"quoted\" \u{e9}"),
+            timestamp: chrono::Utc::now(),
+            metadata,
+        };
+        cortex::db::messages::create(&mut conn, &new).await.unwrap();
+    }
+    // `{F}` is where each selection is marked: `__typename` keeps the fast path,
+    // `__typename __typename` (a key selected twice, which async-graphql merges) sends
+    // every message through async-graphql's own resolution. Both must answer the same,
+    // byte for byte.
+    let selections = [
+        "nodes { {F} id conversationId senderId content timestamp createdAt updatedAt metadata sender { __typename id userId name email isActive metadata createdAt updatedAt } }",
+        "edges { cursor node { {F} ...M text: content ... on Message { sender { ...U } } } }",
+        "nodes { {F} content content }",
+        "nodes { {F} ... { id } conversation { topic } }",
+        "nodes { {F} content @skip(if: true) id @include(if: true) sender @include(if: false) { name } }",
+    ];
+    for selection in selections {
+        let fragments = if selection.contains("...M") {
+            "fragment M on Message { id timestamp } fragment U on User { name who: userId }"
+        } else {
+            ""
+        };
+        let query = |marker: &str| {
+            format!(
+                "query($c: UUID!) {{ conversation(id: $c) {{ messages(first: 10) {{ {} }} }} }} {fragments}",
+                selection.replace("{F}", marker)
+            )
+        };
+        let mut bodies = Vec::new();
+        for marker in ["__typename", "__typename __typename"] {
+            let body = json!({"query": query(marker), "variables": {"c": conv}});
+            let (status, _, bytes) = api
+                .send(common::graphql_post(Some(&api.token("alice")), &body))
+                .await;
+            assert_eq!(status, StatusCode::OK);
+            bodies.push(String::from_utf8(bytes).unwrap());
+        }
+        assert_eq!(bodies[0], bodies[1], "{selection}");
+        let response: Value = serde_json::from_str(&bodies[0]).unwrap();
+        let messages = &response["data"]["conversation"]["messages"];
+        assert!(response.get("errors").is_none(), "{response:#}");
+        let list = messages.get("nodes").or(messages.get("edges")).unwrap();
+        assert_eq!(list.as_array().unwrap().len(), 3, "{response:#}");
+    }
+}

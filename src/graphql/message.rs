@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, Json, Object, SimpleObject};
+use async_graphql::{Context, Json, Object, SimpleObject, Value};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -13,6 +13,7 @@ use crate::graphql::connection::{Cursor, PageInfo};
 use crate::graphql::context::load;
 use crate::graphql::conversation::Conversation;
 use crate::graphql::loaders::{ConversationKey, MessageCountKey, UserKey};
+use crate::graphql::plain::{Plain, PlainFields, PlainSelection};
 use crate::graphql::user::User;
 
 /// A message in a conversation.
@@ -108,6 +109,30 @@ impl Message {
     }
 }
 
+// Messages come by the thousand in nested pages: their in-memory fields skip
+// async-graphql's per-field futures (see `plain`).
+impl PlainFields for Message {
+    fn plain_field(&self, name: &str, selection: &PlainSelection<'_>) -> Option<Value> {
+        let row = &self.row;
+        Some(match name {
+            "id" => Value::String(row.id.to_string()),
+            "conversationId" => Value::String(row.conversation_id.to_string()),
+            "senderId" => Value::String(row.sender_id.clone()),
+            "content" => Value::String(row.content.clone()),
+            "timestamp" => Value::String(row.timestamp.to_rfc3339()),
+            "createdAt" => Value::String(row.created_at.to_rfc3339()),
+            "updatedAt" => Value::String(row.updated_at.to_rfc3339()),
+            "metadata" => async_graphql::to_value(&row.metadata).ok()?,
+            // A missing sender is an error, which async-graphql reports with its path.
+            "sender" => match &self.sender {
+                Sender::Loaded(Some(user)) => selection.of(&User(user.clone()))?,
+                Sender::Loaded(None) | Sender::NotLoaded => return None,
+            },
+            _ => return None,
+        })
+    }
+}
+
 /// An edge of a message list.
 pub struct MessageEdge {
     /// Where the edge sits (encoded only when asked for).
@@ -124,8 +149,8 @@ impl MessageEdge {
         self.cursor.encode()
     }
     /// The message.
-    async fn node(&self) -> &Message {
-        &self.node
+    async fn node(&self) -> Plain<&Message> {
+        Plain(&self.node)
     }
 }
 
@@ -146,8 +171,8 @@ impl MessageConnection {
         &self.edges
     }
     /// The messages alone.
-    async fn nodes(&self) -> Vec<&Message> {
-        self.edges.iter().map(|e| &e.node).collect()
+    async fn nodes(&self) -> Vec<Plain<&Message>> {
+        self.edges.iter().map(|e| Plain(&e.node)).collect()
     }
     /// Relay page information.
     async fn page_info(&self) -> &PageInfo {

@@ -10,6 +10,7 @@ pub mod limits;
 pub mod loaders;
 pub mod message;
 pub mod mutation;
+pub mod plain;
 pub mod query;
 pub mod user;
 pub mod workspace;

@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Json, Object, ID};
+use async_graphql::{Json, Object, Value, ID};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::db::users::User as UserRow;
+use crate::graphql::plain::{PlainFields, PlainSelection};
 
 /// A person: owns workspaces, sends messages (the row is shared with the request's
 /// loader, which hands the same sender to every message that names it).
@@ -45,5 +46,23 @@ impl User {
     /// When the row last changed.
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
+    }
+}
+
+// Senders come with every message of a nested page (see `plain`).
+impl PlainFields for User {
+    fn plain_field(&self, name: &str, _: &PlainSelection<'_>) -> Option<Value> {
+        let row = &self.0;
+        Some(match name {
+            "id" => Value::String(row.id.to_string()),
+            "userId" => Value::String(row.user_id.clone()),
+            "name" => Value::String(row.name.clone()),
+            "email" => row.email.clone().map_or(Value::Null, Value::String),
+            "isActive" => Value::Boolean(row.is_active),
+            "metadata" => async_graphql::to_value(&row.metadata).ok()?,
+            "createdAt" => Value::String(row.created_at.to_rfc3339()),
+            "updatedAt" => Value::String(row.updated_at.to_rfc3339()),
+            _ => return None,
+        })
     }
 }
