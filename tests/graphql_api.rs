@@ -904,3 +904,59 @@ async fn messages_and_senders_resolve_the_same_on_the_fast_path_as_through_async
         assert_eq!(list.as_array().unwrap().len(), 3, "{response:#}");
     }
 }
+
+#[tokio::test]
+async fn message_metadata_is_read_only_when_shown_and_shown_however_it_is_selected() {
+    let api = Api::new().await;
+    let (_, conv, _) = alice_world(&api).await;
+    let mut meter = statement_meter(&api.db).await;
+    let mut conn = api.db.conn().await;
+    let new = cortex::db::messages::NewMessage {
+        conversation_id: conv.parse().unwrap(),
+        sender_id: "alice".into(),
+        content: "tagged".into(),
+        timestamp: chrono::Utc::now(),
+        metadata: json!({"tier": "gold", "tags": ["x"]}),
+    };
+    cortex::db::messages::create(&mut conn, &new).await.unwrap();
+    let page = |selection: &str| {
+        format!(
+            "query($c: UUID!) {{ conversation(id: $c) {{ messages(last: 1) {{ {selection} }} }} }}"
+        )
+    };
+    let shown = [
+        (page("nodes { metadata }"), "/nodes/0/metadata"),
+        (page("edges { node { m: metadata } }"), "/edges/0/node/m"),
+        (
+            page("nodes { ...F }") + " fragment F on Message { metadata }",
+            "/nodes/0/metadata",
+        ),
+        (
+            page("all: nodes { content ... on Message { metadata } }"),
+            "/all/0/metadata",
+        ),
+    ];
+    for (query, pointer) in shown {
+        let data = api.ok("alice", &query, json!({"c": conv})).await;
+        let messages = &data["conversation"]["messages"];
+        assert_eq!(
+            messages.pointer(pointer),
+            Some(&json!({"tier": "gold", "tags": ["x"]})),
+            "{query}: {data:#}"
+        );
+    }
+    // Not shown: the page's statement reads a constant (JSON null) in its place, which
+    // pg_stat_statements records as a parameter.
+    let reads_null = "SELECT count(*)::text AS line FROM pg_stat_statements
+        WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND query LIKE '%CROSS JOIN LATERAL%\"timestamp\", $%::jsonb, \"messages\"%'";
+    assert_eq!(common::text_lines(&mut meter, reads_null).await, ["0"]);
+    let data = api
+        .ok("alice", &page("nodes { content }"), json!({"c": conv}))
+        .await;
+    assert_eq!(
+        data["conversation"]["messages"]["nodes"][0]["content"],
+        "tagged"
+    );
+    assert_eq!(common::text_lines(&mut meter, reads_null).await, ["1"]);
+}

@@ -14,8 +14,8 @@ use crate::graphql::connection::{page_args, page_info, Cursor, PageInfo};
 use crate::graphql::context::{load, load_many};
 use crate::graphql::filters::MessageFilter;
 use crate::graphql::loaders::{
-    ConversationCountKey, LatestMessagesKey, MessageCountKey, MessagePageKey, PageQuery,
-    SenderCountsKey, UserKey, WorkspaceKey,
+    ConversationCountKey, LatestMessagesKey, MessageCountKey, MessagePageFilter, MessagePageKey,
+    PageQuery, SenderCountsKey, UserKey, WorkspaceKey,
 };
 use crate::graphql::message::{Message, MessageConnection, MessageEdge};
 use crate::graphql::user::User;
@@ -105,7 +105,19 @@ impl Conversation {
         // Message cursors use the chronological key under the `CreatedAsc` tag.
         let order = TimeOrder::CreatedAsc;
         let args = page_args(first, after.as_deref(), last, before.as_deref(), order)?;
-        let query = PageQuery::new(MessageFilter::to_db(filter.as_ref())?, args);
+        let look = ctx.look_ahead();
+        let shows = |field: &str| {
+            look.field("nodes").field(field).exists()
+                || look.field("edges").field("node").field(field).exists()
+        };
+        // Metadata is read only when shown: 2,000 decoded maps were most of a nested
+        // response's memory. (The look-ahead sees through fragments and aliases.)
+        let with_metadata = shows("metadata");
+        let filter = MessagePageFilter {
+            criteria: MessageFilter::to_db(filter.as_ref())?,
+            with_metadata,
+        };
+        let query = PageQuery::new(filter, args);
         let key = MessagePageKey {
             parent: self.0.id,
             query,
@@ -119,10 +131,7 @@ impl Conversation {
         // A page's messages mostly share a few senders: one load of the distinct ones
         // per page, batched with every other page of the query, instead of one loader
         // call per message (2,000 calls were half the nested benchmark's CPU).
-        let look = ctx.look_ahead();
-        let senders = if look.field("nodes").field("sender").exists()
-            || look.field("edges").field("node").field("sender").exists()
-        {
+        let senders = if shows("sender") {
             let ids: HashSet<&str> = page.rows.iter().map(|m| m.sender_id.as_str()).collect();
             let found = load_many(ctx, ids.into_iter().map(|id| UserKey(id.to_string()))).await?;
             Some(
@@ -145,6 +154,11 @@ impl Conversation {
                         Message::with_sender(row, sender)
                     }
                     None => Message::from(row),
+                };
+                let node = if with_metadata {
+                    node
+                } else {
+                    node.without_metadata()
                 };
                 MessageEdge { cursor, node }
             })

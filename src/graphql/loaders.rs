@@ -231,8 +231,17 @@ impl Loader<ConversationPageKey> for CortexLoader {
     }
 }
 
+/// What a message page reads besides its parent and page arguments.
+#[derive(Debug, Clone)]
+pub struct MessagePageFilter {
+    /// Which messages.
+    pub criteria: MessageFilter,
+    /// Whether the query shows the messages' `metadata` (read as JSON `null` if not).
+    pub with_metadata: bool,
+}
+
 /// Messages of a conversation: one page per conversation, chronological.
-pub type MessagePageKey = PageKey<MessageFilter>;
+pub type MessagePageKey = PageKey<MessagePageFilter>;
 
 impl Loader<MessagePageKey> for CortexLoader {
     type Value = Page<Arc<Message>>;
@@ -246,9 +255,13 @@ impl Loader<MessagePageKey> for CortexLoader {
         let mut conn = self.conn().await?;
         let mut out = HashMap::new();
         for (query, parents) in groups(keys) {
-            let inner = messages::filtered(&query.filter)
-                .filter(m::conversation_id.eq(parent_id()))
-                .select(Message::as_select());
+            let inner = messages::filtered(&query.filter.criteria)
+                .filter(m::conversation_id.eq(parent_id()));
+            let inner = if query.filter.with_metadata {
+                inner.select(messages::COLUMNS)
+            } else {
+                inner.select(messages::columns_without_metadata())
+            };
             let inner = keyset_page!(inner, &query.args, m::timestamp, m::id, asc);
             let scope = owned_conversations(&self.owner);
             let rows: Vec<Message> = PerParent::new(parents.clone(), scope, inner)
@@ -319,7 +332,7 @@ impl Loader<MessageCountKey> for CortexLoader {
         let inner: Vec<_> = keys.iter().map(|k| k.0.clone()).collect();
         let mut out = HashMap::new();
         for (query, parents) in groups(&inner) {
-            let inner = messages::filtered(&query.filter)
+            let inner = messages::filtered(&query.filter.criteria)
                 .filter(m::conversation_id.eq(parent_id()))
                 .count();
             let scope = owned_conversations(&self.owner);

@@ -20,6 +20,8 @@ use crate::graphql::user::User;
 pub struct Message {
     row: Arc<MessageRow>,
     sender: Sender,
+    /// Whether `row.metadata` was read (a page that does not show it reads `null`).
+    has_metadata: bool,
 }
 
 /// Whether the list a message came in has already loaded its sender.
@@ -42,6 +44,7 @@ impl From<Arc<MessageRow>> for Message {
         Self {
             row,
             sender: Sender::NotLoaded,
+            has_metadata: true,
         }
     }
 }
@@ -52,6 +55,15 @@ impl Message {
         Self {
             row,
             sender: Sender::Loaded(sender),
+            has_metadata: true,
+        }
+    }
+
+    /// The same message from a page read without its metadata.
+    pub fn without_metadata(self) -> Self {
+        Self {
+            has_metadata: false,
+            ..self
         }
     }
 }
@@ -88,8 +100,13 @@ impl Message {
             .ok_or_else(|| AppError::NotFound("sender not found".into()))
     }
     /// Free-form JSON object.
-    async fn metadata(&self) -> Json<serde_json::Value> {
-        Json(self.row.metadata.clone())
+    async fn metadata(&self) -> AppResult<Json<serde_json::Value>> {
+        // The page's look-ahead decides whether metadata is read; answering `null`
+        // for a stored object would be a silent lie, so a miss there is an error.
+        if !self.has_metadata {
+            return Err(AppError::internal("message metadata asked but not read"));
+        }
+        Ok(Json(self.row.metadata.clone()))
     }
     /// The text.
     async fn content(&self) -> &str {
@@ -122,7 +139,7 @@ impl PlainFields for Message {
             "timestamp" => Value::String(row.timestamp.to_rfc3339()),
             "createdAt" => Value::String(row.created_at.to_rfc3339()),
             "updatedAt" => Value::String(row.updated_at.to_rfc3339()),
-            "metadata" => async_graphql::to_value(&row.metadata).ok()?,
+            "metadata" if self.has_metadata => async_graphql::to_value(&row.metadata).ok()?,
             // A missing sender is an error, which async-graphql reports with its path.
             "sender" => match &self.sender {
                 Sender::Loaded(Some(user)) => selection.of(&User(user.clone()))?,
