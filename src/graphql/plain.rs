@@ -20,6 +20,7 @@
 use std::borrow::Cow;
 
 use async_graphql::context::QueryEnv;
+use async_graphql::indexmap::map::Entry;
 use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::{Field, Selection, SelectionSet};
 use async_graphql::registry::Registry;
@@ -48,7 +49,7 @@ pub struct PlainSelection<'a> {
 impl PlainSelection<'_> {
     /// `value`'s plain resolution of this selection, if it is plain.
     pub fn of<T: PlainFields>(&self, value: &T) -> Option<Value> {
-        let mut out = IndexMap::new();
+        let mut out = IndexMap::with_capacity(self.set.items.len());
         collect(value, self.set, self.env, &mut out)?;
         Some(Value::Object(out))
     }
@@ -69,11 +70,6 @@ fn collect<T: PlainFields>(
                 if !field.directives.is_empty() || !field.arguments.is_empty() {
                     return None;
                 }
-                let key = field.response_key().node.clone();
-                // The same key twice is merged by async-graphql: leave that to it.
-                if out.contains_key(&key) {
-                    return None;
-                }
                 let resolved = if field.name.node == "__typename" {
                     Value::String(type_name.to_string())
                 } else {
@@ -83,7 +79,11 @@ fn collect<T: PlainFields>(
                     };
                     value.plain_field(field.name.node.as_str(), &selection)?
                 };
-                out.insert(key, resolved);
+                // The same key twice is merged by async-graphql: leave that to it.
+                match out.entry(field.response_key().node.clone()) {
+                    Entry::Occupied(_) => return None,
+                    Entry::Vacant(slot) => slot.insert(resolved),
+                };
             }
             Selection::InlineFragment(fragment) => {
                 let fragment = &fragment.node;
