@@ -59,7 +59,7 @@ pub fn columns_without_metadata() -> (
     messages::sender_id,
     messages::content,
     messages::timestamp,
-    diesel::expression::SqlLiteral<diesel::sql_types::Jsonb>,
+    crate::db::FixedSql<diesel::sql_types::Jsonb>,
     messages::created_at,
     messages::updated_at,
 ) {
@@ -69,7 +69,7 @@ pub fn columns_without_metadata() -> (
         messages::sender_id,
         messages::content,
         messages::timestamp,
-        diesel::dsl::sql("'null'::jsonb"),
+        crate::db::FixedSql::new("'null'::jsonb"),
         messages::created_at,
         messages::updated_at,
     )
@@ -335,8 +335,8 @@ pub async fn search(
     offset: i64,
     limit: i64,
 ) -> QueryResult<Vec<SearchHit>> {
-    let english = diesel::dsl::sql::<RegConfig>("'english'::regconfig");
-    let query = || websearch_to_tsquery(english.clone(), text.to_string());
+    let english = crate::db::FixedSql::<RegConfig>::new("'english'::regconfig");
+    let query = || websearch_to_tsquery(english, text.to_string());
     let rank = ts_rank(messages::tsv, query());
     let mut q = messages::table
         .inner_join(conversations::table.inner_join(workspaces::table))
@@ -354,7 +354,7 @@ pub async fn search(
             Message::as_select(),
             rank.clone(),
             ts_headline(
-                english.clone(),
+                english,
                 messages::content,
                 query(),
                 HEADLINE_OPTIONS.to_string(),

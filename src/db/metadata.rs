@@ -133,7 +133,7 @@ macro_rules! metadata_predicate_for {
             use $crate::db::schema::$table::dsl::metadata;
 
             fn always() -> BoxedPredicate {
-                Box::new(diesel::dsl::sql::<Nullable<Bool>>("TRUE"))
+                Box::new($crate::db::FixedSql::<Nullable<Bool>>::new("TRUE"))
             }
             fn and(a: BoxedPredicate, b: BoxedPredicate) -> BoxedPredicate {
                 Box::new(a.and(b))
@@ -190,7 +190,7 @@ macro_rules! metadata_predicate_for {
                 predicate = and(predicate, metadata_predicate(child));
             }
             if !filter.or.is_empty() {
-                let mut any: BoxedPredicate = Box::new(diesel::dsl::sql::<Nullable<Bool>>("FALSE"));
+                let mut any: BoxedPredicate = Box::new($crate::db::FixedSql::<Nullable<Bool>>::new("FALSE"));
                 for child in &filter.or {
                     any = Box::new(any.or(metadata_predicate(child)));
                 }

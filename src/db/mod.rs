@@ -455,8 +455,60 @@ impl<S, Q> PerParent<S, Q> {
 }
 
 /// The current parent's id inside a [`PerParent`] query.
-pub fn parent_id() -> diesel::expression::SqlLiteral<diesel::sql_types::Uuid> {
-    diesel::dsl::sql::<diesel::sql_types::Uuid>("parent.id")
+pub fn parent_id() -> FixedSql<diesel::sql_types::Uuid> {
+    FixedSql::new("parent.id")
+}
+
+/// A fixed piece of SQL of type `ST`, written in our source. Unlike diesel's `sql()`
+/// literal, which marks its statement as never cacheable (its text could come from
+/// anywhere), this keeps the statement preparable once per connection: a page
+/// statement was otherwise prepared anew, a round trip and a parse, on every request.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedSql<ST> {
+    sql: &'static str,
+    sql_type: std::marker::PhantomData<ST>,
+}
+
+impl<ST> FixedSql<ST> {
+    /// `sql`, as an expression of type `ST`.
+    pub const fn new(sql: &'static str) -> Self {
+        Self {
+            sql,
+            sql_type: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<ST: diesel::sql_types::SqlType + diesel::expression::TypedExpressionType> diesel::Expression
+    for FixedSql<ST>
+{
+    type SqlType = ST;
+}
+
+impl<ST> diesel::query_builder::QueryFragment<diesel::pg::Pg> for FixedSql<ST> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        out.push_sql(self.sql);
+        Ok(())
+    }
+}
+
+// The text is a value, not part of the type: statements holding one are cached by
+// their SQL text, never by type.
+impl<ST> diesel::query_builder::QueryId for FixedSql<ST> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<ST, QS> diesel::AppearsOnTable<QS> for FixedSql<ST> where FixedSql<ST>: diesel::Expression {}
+
+impl<ST, QS> diesel::SelectableExpression<QS> for FixedSql<ST> where FixedSql<ST>: diesel::Expression
+{}
+
+impl<ST, GB> diesel::expression::ValidGrouping<GB> for FixedSql<ST> {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
 }
 
 // No static query id: the SQL depends on the inner query's filters. diesel then caches
@@ -528,5 +580,54 @@ where
         out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> diesel::QueryResult<()> {
         self.0.walk_ast(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::pg::Pg;
+    use diesel::prelude::*;
+    use diesel::query_builder::QueryFragment;
+
+    use super::*;
+    use crate::db::metadata::{MetadataFilter, PathPredicate};
+    use crate::db::schema::{conversations as c, messages as m};
+
+    /// Whether diesel will prepare `query` once per connection and reuse it.
+    fn cacheable(query: &impl QueryFragment<Pg>) -> bool {
+        query.is_safe_to_cache_prepared(&Pg).unwrap()
+    }
+
+    #[test]
+    fn page_statements_are_prepared_once_per_connection() {
+        let owned = c::table.select(c::id).into_boxed();
+        let metadata = MetadataFilter {
+            or: vec![
+                MetadataFilter::containing(serde_json::json!({"tier": "gold"})),
+                MetadataFilter {
+                    path: vec![PathPredicate {
+                        path: vec!["labels".into(), "team".into()],
+                        eq: Some(serde_json::json!("core")),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let filter = messages::MessageFilter {
+            metadata: Some(metadata),
+            ..Default::default()
+        };
+        let page = messages::filtered(&filter)
+            .filter(m::conversation_id.eq(parent_id()))
+            .select(messages::columns_without_metadata())
+            .limit(21);
+        assert!(cacheable(&PerParent::new(vec![], owned, page)));
+        // diesel's own `sql()` literal would make it a fresh statement every time.
+        let literal = m::table
+            .filter(m::conversation_id.eq(diesel::dsl::sql::<diesel::sql_types::Uuid>("parent.id")))
+            .select(m::id);
+        assert!(!cacheable(&literal));
     }
 }
