@@ -335,8 +335,11 @@ pub async fn search(
     offset: i64,
     limit: i64,
 ) -> QueryResult<Vec<SearchHit>> {
-    let english = crate::db::FixedSql::<RegConfig>::new("'english'::regconfig");
-    let query = || websearch_to_tsquery(english, text.to_string());
+    // Deliberately diesel's literal, which keeps the search out of the statement cache:
+    // a cached statement is soon run with PostgreSQL's generic plan, which cannot see
+    // the search words, and that plan took ~350 ms where the custom one takes ~5 ms.
+    let english = diesel::dsl::sql::<RegConfig>("'english'::regconfig");
+    let query = || websearch_to_tsquery(english.clone(), text.to_string());
     let rank = ts_rank(messages::tsv, query());
     let mut q = messages::table
         .inner_join(conversations::table.inner_join(workspaces::table))
@@ -354,7 +357,7 @@ pub async fn search(
             Message::as_select(),
             rank.clone(),
             ts_headline(
-                english,
+                english.clone(),
                 messages::content,
                 query(),
                 HEADLINE_OPTIONS.to_string(),
