@@ -429,11 +429,15 @@ macro_rules! ordered_page {
 pub(crate) use ordered_page;
 
 /// `SELECT page.* FROM unnest($parents) AS parent(id) CROSS JOIN LATERAL (inner) AS page
-/// WHERE parent.id = ANY(scope)`: one statement that reads a page per parent. `inner`
-/// is a diesel query that refers to the current parent as `parent.id` (see
-/// [`parent_id`]); diesel has no LATERAL. `scope` selects the ids of the parents the
-/// caller may read: checked once per parent, before any page is read, where a check
-/// inside `inner` would run once per row (2,000 times for 100 pages of 20 messages).
+/// WHERE scope`: one statement that reads a page per parent. `inner` is a diesel query
+/// that refers to the current parent as `parent.id` (see [`parent_id`]); diesel has no
+/// LATERAL. `scope` is a predicate on `parent.id` that holds for the parents the caller
+/// may read. It is checked once per parent, before any page is read (a check inside
+/// `inner` would run once per row: 2,000 times for 100 pages of 20 messages); written
+/// as a correlated lookup of the parent's owner, it costs a primary-key lookup or two
+/// per parent in every plan PostgreSQL may pick, whatever the owner's size (a join
+/// with "all the owner's conversations" is hashed whole in the generic plan that a
+/// prepared statement ends up with).
 #[derive(Debug, Clone)]
 pub struct PerParent<S, Q> {
     parents: Vec<uuid::Uuid>,
@@ -443,7 +447,7 @@ pub struct PerParent<S, Q> {
 }
 
 impl<S, Q> PerParent<S, Q> {
-    /// Pages of `inner` for each of `parents` that `scope` selects.
+    /// Pages of `inner` for each of `parents` for which `scope` holds.
     pub fn new(parents: Vec<uuid::Uuid>, scope: S, inner: Q) -> Self {
         Self {
             parents,
@@ -540,9 +544,8 @@ where
         out.push_bind_param::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&self.parents)?;
         out.push_sql(") AS parent(id) CROSS JOIN LATERAL (");
         self.inner.walk_ast(out.reborrow())?;
-        out.push_sql(") AS page WHERE parent.id = ANY(");
+        out.push_sql(") AS page WHERE ");
         self.scope.walk_ast(out.reborrow())?;
-        out.push_sql(")");
         Ok(())
     }
 }
@@ -553,7 +556,7 @@ where
 pub struct TaggedPerParent<S, Q>(PerParent<S, Q>);
 
 impl<S, Q> TaggedPerParent<S, Q> {
-    /// One row of `inner` per parent that `scope` selects, each with the parent's id first.
+    /// One row of `inner` per parent for which `scope` holds, each with the parent's id first.
     pub fn new(parents: Vec<uuid::Uuid>, scope: S, inner: Q) -> Self {
         Self(PerParent {
             tagged: true,
@@ -601,7 +604,11 @@ mod tests {
     #[test]
     fn page_statements_are_prepared_once_per_connection_unless_metadata_filtered() {
         let page = |filter: &messages::MessageFilter| {
-            let owned = c::table.select(c::id).into_boxed();
+            let owned = c::table
+                .filter(c::id.eq(parent_id()))
+                .select(c::topic)
+                .single_value()
+                .eq("mine");
             let inner = messages::filtered(filter)
                 .filter(m::conversation_id.eq(parent_id()))
                 .select(messages::columns_without_metadata())

@@ -189,6 +189,30 @@ fn owned_conversations(
         .into_boxed()
 }
 
+/// `parent.id` is a workspace of `owner`: the scope of a [`PerParent`] over workspaces.
+fn parent_workspace_owned_by(
+    owner: &str,
+) -> impl diesel::query_builder::QueryFragment<diesel::pg::Pg> + Send + 'static {
+    w::table
+        .filter(w::id.eq(parent_id()))
+        .select(w::owner_id)
+        .single_value()
+        .eq(owner.to_string())
+}
+
+/// `parent.id` is a conversation in a workspace of `owner`: the scope of a
+/// [`PerParent`] over conversations.
+fn parent_conversation_owned_by(
+    owner: &str,
+) -> impl diesel::query_builder::QueryFragment<diesel::pg::Pg> + Send + 'static {
+    c::table
+        .inner_join(w::table)
+        .filter(c::id.eq(parent_id()))
+        .select(w::owner_id)
+        .single_value()
+        .eq(owner.to_string())
+}
+
 /// Conversations of a workspace: one page per workspace.
 pub type ConversationPageKey = PageKey<ConversationFilter>;
 
@@ -210,7 +234,7 @@ impl Loader<ConversationPageKey> for CortexLoader {
                 .filter(c::workspace_id.eq(parent_id()))
                 .select(Conversation::as_select());
             let inner = ordered_page!(inner, &query.args, conversations);
-            let scope = owned_workspaces(&self.owner);
+            let scope = parent_workspace_owned_by(&self.owner);
             let rows: Vec<Conversation> = PerParent::new(parents.clone(), scope, inner)
                 .load(&mut conn)
                 .await
@@ -263,7 +287,7 @@ impl Loader<MessagePageKey> for CortexLoader {
                 inner.select(messages::columns_without_metadata())
             };
             let inner = keyset_page!(inner, &query.args, m::timestamp, m::id, asc);
-            let scope = owned_conversations(&self.owner);
+            let scope = parent_conversation_owned_by(&self.owner);
             let rows: Vec<Message> = PerParent::new(parents.clone(), scope, inner)
                 .load(&mut conn)
                 .await
@@ -303,7 +327,7 @@ impl Loader<ConversationCountKey> for CortexLoader {
             let inner = conversations::filtered(&query.filter)
                 .filter(c::workspace_id.eq(parent_id()))
                 .count();
-            let scope = owned_workspaces(&self.owner);
+            let scope = parent_workspace_owned_by(&self.owner);
             let counts: Vec<(Uuid, i64)> = TaggedPerParent::new(parents.clone(), scope, inner)
                 .load(&mut conn)
                 .await
@@ -335,7 +359,7 @@ impl Loader<MessageCountKey> for CortexLoader {
             let inner = messages::filtered(&query.filter.criteria)
                 .filter(m::conversation_id.eq(parent_id()))
                 .count();
-            let scope = owned_conversations(&self.owner);
+            let scope = parent_conversation_owned_by(&self.owner);
             let counts: Vec<(Uuid, i64)> = TaggedPerParent::new(parents.clone(), scope, inner)
                 .load(&mut conn)
                 .await
@@ -382,7 +406,7 @@ impl Loader<LatestMessagesKey> for CortexLoader {
                 .limit(limit)
                 .select(Message::as_select())
                 .into_boxed();
-            let scope = owned_conversations(&self.owner);
+            let scope = parent_conversation_owned_by(&self.owner);
             let rows: Vec<Message> = PerParent::new(parents.clone(), scope, inner)
                 .load(&mut conn)
                 .await
