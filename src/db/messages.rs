@@ -28,48 +28,41 @@ pub struct Message {
     pub updated_at: DateTime<Utc>,
 }
 
-/// The columns of [`Message`], in its field order.
-pub const COLUMNS: (
-    messages::id,
-    messages::conversation_id,
-    messages::sender_id,
-    messages::content,
-    messages::timestamp,
-    messages::metadata,
-    messages::created_at,
-    messages::updated_at,
-) = (
-    messages::id,
-    messages::conversation_id,
-    messages::sender_id,
-    messages::content,
-    messages::timestamp,
-    messages::metadata,
-    messages::created_at,
-    messages::updated_at,
-);
+/// `metadata`, or JSON `null` in its place (see [`columns`]).
+pub type MetadataColumn =
+    Box<dyn BoxableExpression<messages::table, diesel::pg::Pg, SqlType = diesel::sql_types::Jsonb>>;
 
-/// [`COLUMNS`] with `metadata` read as JSON `null`: for lists that do not show it, so
-/// that PostgreSQL does not send it and it is not decoded (a nested page of 2,000
-/// messages spent more memory on its metadata maps than on everything else).
+/// The columns of [`Message`] in its field order, `metadata` read as JSON `null` unless
+/// `with_metadata`: a list that does not show it has PostgreSQL neither send nor us
+/// decode it (a nested page of 2,000 messages spent more memory on its metadata maps
+/// than on everything else).
 #[allow(clippy::type_complexity)]
-pub fn columns_without_metadata() -> (
+pub fn columns(
+    with_metadata: bool,
+) -> (
     messages::id,
     messages::conversation_id,
     messages::sender_id,
     messages::content,
     messages::timestamp,
-    crate::db::FixedSql<diesel::sql_types::Jsonb>,
+    MetadataColumn,
     messages::created_at,
     messages::updated_at,
 ) {
+    let metadata: MetadataColumn = if with_metadata {
+        Box::new(messages::metadata)
+    } else {
+        Box::new(crate::db::FixedSql::<diesel::sql_types::Jsonb>::new(
+            "'null'::jsonb",
+        ))
+    };
     (
         messages::id,
         messages::conversation_id,
         messages::sender_id,
         messages::content,
         messages::timestamp,
-        crate::db::FixedSql::new("'null'::jsonb"),
+        metadata,
         messages::created_at,
         messages::updated_at,
     )

@@ -603,7 +603,7 @@ mod tests {
 
     #[test]
     fn page_statements_are_prepared_once_per_connection_unless_metadata_filtered() {
-        let page = |filter: &messages::MessageFilter| {
+        let page = |filter: &messages::MessageFilter, with_metadata: bool| {
             let owned = c::table
                 .filter(c::id.eq(parent_id()))
                 .select(c::topic)
@@ -611,7 +611,7 @@ mod tests {
                 .eq("mine");
             let inner = messages::filtered(filter)
                 .filter(m::conversation_id.eq(parent_id()))
-                .select(messages::columns_without_metadata())
+                .select(messages::columns(with_metadata))
                 .limit(21);
             PerParent::new(vec![], owned, inner)
         };
@@ -619,7 +619,8 @@ mod tests {
             sender_id: Some("alice".into()),
             ..Default::default()
         };
-        assert!(cacheable(&page(&by_sender)));
+        assert!(cacheable(&page(&by_sender, false)));
+        assert!(cacheable(&page(&by_sender, true)));
         // diesel's own `sql()` literal would make it a fresh statement every time.
         let literal = m::table
             .filter(m::conversation_id.eq(diesel::dsl::sql::<diesel::sql_types::Uuid>("parent.id")))
@@ -637,6 +638,6 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert!(!cacheable(&page(&by_metadata)));
+        assert!(!cacheable(&page(&by_metadata, false)));
     }
 }

@@ -280,12 +280,8 @@ impl Loader<MessagePageKey> for CortexLoader {
         let mut out = HashMap::new();
         for (query, parents) in groups(keys) {
             let inner = messages::filtered(&query.filter.criteria)
-                .filter(m::conversation_id.eq(parent_id()));
-            let inner = if query.filter.with_metadata {
-                inner.select(messages::COLUMNS)
-            } else {
-                inner.select(messages::columns_without_metadata())
-            };
+                .filter(m::conversation_id.eq(parent_id()))
+                .select(messages::columns(query.filter.with_metadata));
             let inner = keyset_page!(inner, &query.args, m::timestamp, m::id, asc);
             let scope = parent_conversation_owned_by(&self.owner);
             let rows: Vec<Message> = PerParent::new(parents.clone(), scope, inner)
