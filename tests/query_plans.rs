@@ -41,21 +41,24 @@ where
         .join("\n")
 }
 
-async fn conn_without_seqscan(db: &TestDb) -> AsyncPgConnection {
+/// A connection whose planner may not use `methods` (`seqscan`, `sort`, ...). A few
+/// rows would be read sequentially (or sorted) anyway; forbidding it asks the planner
+/// whether an index *can* answer the query, which is what we assert.
+async fn conn_without(db: &TestDb, methods: &[&str]) -> AsyncPgConnection {
     let mut conn = db.conn().await;
-    // A few rows would be read sequentially anyway; forbidding it asks the planner
-    // whether an index *can* answer the predicate, which is what we assert.
-    diesel::sql_query("SET enable_seqscan = off")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    for method in methods {
+        diesel::sql_query(format!("SET enable_{method} = off"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
     conn
 }
 
 #[tokio::test]
 async fn contains_uses_the_jsonb_path_ops_gin_index() {
     let db = TestDb::new().await;
-    let mut conn = conn_without_seqscan(&db).await;
+    let mut conn = conn_without(&db, &["seqscan"]).await;
     let filter = MetadataFilter::containing(json!({"tier": "gold"}));
     let query = schema::workspaces::table
         .filter(workspaces::metadata_predicate(&filter))
@@ -70,7 +73,7 @@ async fn contains_uses_the_jsonb_path_ops_gin_index() {
 #[tokio::test]
 async fn has_key_uses_the_key_existence_gin_index() {
     let db = TestDb::new().await;
-    let mut conn = conn_without_seqscan(&db).await;
+    let mut conn = conn_without(&db, &["seqscan"]).await;
     let filter = MetadataFilter {
         has_key: Some("priority".into()),
         ..Default::default()
@@ -89,16 +92,8 @@ async fn has_key_uses_the_key_existence_gin_index() {
 async fn a_message_page_is_read_in_order_from_the_index_without_a_sort() {
     use schema::messages::dsl as m;
     let db = TestDb::new().await;
-    let mut conn = conn_without_seqscan(&db).await;
-    // As with seqscan: could an index deliver this order? (A sort of no rows is cheaper.)
-    diesel::sql_query("SET enable_bitmapscan = off")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    diesel::sql_query("SET enable_sort = off")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    // Could an index deliver this order? (A sort of no rows is cheaper.)
+    let mut conn = conn_without(&db, &["seqscan", "bitmapscan", "sort"]).await;
     // The order of every message page: (timestamp, id), id breaking ties.
     let query = m::messages
         .filter(m::conversation_id.eq(uuid::Uuid::nil()))
