@@ -102,24 +102,33 @@ pub fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
+/// The process's stop signals (Ctrl-C/SIGINT and SIGTERM), taken over from the
+/// default action (exit at once) when this is made: make it before telling anyone
+/// that the server is up, or a stop sent right then kills the process without its
+/// graceful shutdown.
+pub struct ShutdownSignal {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    /// Installs the handlers.
+    pub fn install() -> Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+        })
     }
-    tracing::info!("shutdown requested: finishing in-flight requests");
+
+    /// Resolves when the process is asked to stop.
+    pub async fn recv(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {},
+            _ = self.terminate.recv() => {},
+        }
+        tracing::info!("shutdown requested: finishing in-flight requests");
+    }
 }
 
 /// Stops a background task when dropped.
@@ -195,6 +204,7 @@ async fn serve_on(config: &Config, handle: &DatabaseHandle) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr} (set HOST/PORT)"))?;
     let local = listener.local_addr()?;
+    let stop = ShutdownSignal::install()?;
     tracing::info!("listening on http://{local}");
     println!("Cortex is listening on http://{local}");
     if let Some(token) = playground_token {
@@ -205,7 +215,7 @@ async fn serve_on(config: &Config, handle: &DatabaseHandle) -> Result<()> {
     let shutdown_timeout = config.shutdown_timeout;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown_signal().await;
+        stop.recv().await;
         let _ = stop_tx.send(());
     });
     let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
