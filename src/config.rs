@@ -19,6 +19,8 @@
 //! | `MAX_BODY_BYTES` | 102400 | largest request body; larger → 413 |
 //! | `BATCH_MAX_OPERATIONS` | 10 | operations in one batched request |
 //! | `QUERY_MAX_DEPTH` / `QUERY_MAX_COMPLEXITY` / `QUERY_MAX_ALIASES` / `QUERY_MAX_DIRECTIVES` / `QUERY_MAX_TOKENS` | 10 / 50000 / 15 / 50 / 10000 | query limits (`src/graphql/limits.rs`) |
+//! | `QUERY_MAX_SELECTIONS` | 5000 | selections a document may expand to, fragments counted where spread (`src/graphql/limits.rs`) |
+//! | `QUERY_CPU_BUDGET_MS` | 100 | milliseconds of CPU one HTTP request may spend in the GraphQL layer before `TIMEOUT` (0: off; `src/graphql/budget.rs`) |
 //! | `CORTEX_DEV` | false | development mode even with `JWT_SECRET` set (production mode is `JWT_SECRET` set and no `CORTEX_DEV`) |
 //! | `INTROSPECTION` | true in development, false in production | answer introspection (and serve GraphiQL) |
 //! | `BACKUP_DIR` | `./backups` | where `cortex backup` writes and `cortex backups` lists |
@@ -61,6 +63,13 @@ pub const DEFAULT_QUERY_MAX_ALIASES: usize = 15;
 pub const DEFAULT_QUERY_MAX_DIRECTIVES: usize = 50;
 /// Default `QUERY_MAX_TOKENS`.
 pub const DEFAULT_QUERY_MAX_TOKENS: usize = 10_000;
+/// Default `QUERY_MAX_SELECTIONS`: the standard introspection query expands to
+/// 239 selections, the README's nested example to 12; a 24-level fragment bomb
+/// (each fragment spreading the next twice) would expand to 50,331,647.
+pub const DEFAULT_QUERY_MAX_SELECTIONS: usize = 5_000;
+/// Default `QUERY_CPU_BUDGET_MS`: the costliest legitimate request measured
+/// (`bench/RESULTS.md`) spends CPU_MAX ms in a release build.
+pub const DEFAULT_QUERY_CPU_BUDGET_MS: u64 = 100;
 /// Default `DB_POOL_RECYCLE`, in seconds.
 pub const DEFAULT_POOL_RECYCLE_SECS: u64 = 1800;
 /// Default `HOST`.
@@ -145,6 +154,8 @@ pub struct Config {
     pub max_batch: usize,
     /// The query limits.
     pub limits: crate::graphql::limits::QueryLimits,
+    /// CPU one HTTP request may spend in the GraphQL layer (`None`: unbounded).
+    pub cpu_budget: Option<Duration>,
     /// Production mode: `JWT_SECRET` set and `CORTEX_DEV` not.
     pub production: bool,
     /// Where backups go.
@@ -318,7 +329,24 @@ impl Config {
                     100..=1_000_000,
                     "an integer from 100 to 1000000",
                 )?,
+                max_selections: parse_in(
+                    &get,
+                    "QUERY_MAX_SELECTIONS",
+                    DEFAULT_QUERY_MAX_SELECTIONS,
+                    10..=1_000_000,
+                    "an integer from 10 to 1000000",
+                )?,
                 introspection,
+            },
+            cpu_budget: match parse_in(
+                &get,
+                "QUERY_CPU_BUDGET_MS",
+                DEFAULT_QUERY_CPU_BUDGET_MS,
+                0..=600_000,
+                "a number of milliseconds from 0 (off) to 600000",
+            )? {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
             },
             production,
             introspection,
@@ -476,6 +504,20 @@ mod tests {
     }
 
     #[test]
+    fn the_cpu_budget_is_milliseconds_and_zero_turns_it_off() {
+        let c = config(&[("QUERY_CPU_BUDGET_MS", "250")]).unwrap();
+        assert_eq!(c.cpu_budget, Some(Duration::from_millis(250)));
+        assert_eq!(
+            config(&[("QUERY_CPU_BUDGET_MS", "0")]).unwrap().cpu_budget,
+            None
+        );
+        assert!(config(&[("QUERY_CPU_BUDGET_MS", "soon")]).is_err());
+        assert!(config(&[("QUERY_MAX_SELECTIONS", "5")]).is_err());
+        let c = config(&[("QUERY_MAX_SELECTIONS", "200")]).unwrap();
+        assert_eq!(c.limits.max_selections, 200);
+    }
+
+    #[test]
     fn nothing_configured_means_embedded_defaults() {
         let c = config(&[]).unwrap();
         assert!(c.is_embedded());
@@ -483,6 +525,10 @@ mod tests {
         assert_eq!(c.pool.timeout, Duration::from_secs(5));
         assert_eq!(c.pool.statement_timeout, Duration::from_secs(10));
         assert_eq!(c.request_timeout, Duration::from_secs(30));
+        assert_eq!(
+            c.cpu_budget,
+            Some(Duration::from_millis(DEFAULT_QUERY_CPU_BUDGET_MS))
+        );
         assert_eq!(c.max_body_bytes, 100 * 1024);
         assert_eq!(c.limits, crate::graphql::limits::QueryLimits::default());
         assert!(!c.production && c.introspection);

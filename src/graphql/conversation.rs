@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::db::conversations::Conversation as ConversationRow;
 use crate::db::{Page, TimeOrder};
 use crate::error::{AppError, AppResult};
+use crate::graphql::budget::Checked;
 use crate::graphql::connection::{page_args, page_info, Cursor, PageInfo};
 use crate::graphql::context::{load, load_many};
 use crate::graphql::filters::MessageFilter;
@@ -69,13 +70,13 @@ impl Conversation {
         &self.0.participant_ids
     }
     /// The participants that have a user row.
-    async fn participants(&self, ctx: &Context<'_>) -> AppResult<Vec<User>> {
+    async fn participants(&self, ctx: &Context<'_>) -> AppResult<Vec<Checked<User>>> {
         let mut found = load_many(ctx, self.0.participant_ids.iter().cloned().map(UserKey)).await?;
         Ok(self
             .0
             .participant_ids
             .iter()
-            .filter_map(|id| found.remove(&UserKey(id.clone())).map(User))
+            .filter_map(|id| found.remove(&UserKey(id.clone())).map(|u| Checked(User(u))))
             .collect())
     }
     /// Free-form JSON object.
@@ -175,7 +176,7 @@ impl Conversation {
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 50)] limit: i32,
-    ) -> AppResult<Vec<Message>> {
+    ) -> AppResult<Vec<Checked<Message>>> {
         if !(0..=MAX_LATEST).contains(&limit) {
             return Err(AppError::bad_input(
                 "limit",
@@ -190,20 +191,25 @@ impl Conversation {
             .await?
             .unwrap_or_default()
             .into_iter()
-            .map(Message::from)
+            .map(|m| Checked(Message::from(m)))
             .collect())
     }
 
     /// Messages per sender, most active first.
-    async fn message_counts_by_sender(&self, ctx: &Context<'_>) -> AppResult<Vec<SenderCount>> {
+    async fn message_counts_by_sender(
+        &self,
+        ctx: &Context<'_>,
+    ) -> AppResult<Vec<Checked<SenderCount>>> {
         let counts = load(ctx, SenderCountsKey(self.0.id))
             .await?
             .unwrap_or_default();
         Ok(counts
             .into_iter()
-            .map(|(sender_id, n)| SenderCount {
-                sender_id,
-                count: n as i32,
+            .map(|(sender_id, n)| {
+                Checked(SenderCount {
+                    sender_id,
+                    count: n as i32,
+                })
             })
             .collect())
     }
@@ -243,12 +249,12 @@ pub struct ConversationConnection {
 #[Object]
 impl ConversationConnection {
     /// Edges with cursors.
-    async fn edges(&self) -> &[ConversationEdge] {
-        &self.edges
+    async fn edges(&self) -> Vec<Checked<&ConversationEdge>> {
+        self.edges.iter().map(Checked).collect()
     }
     /// The conversations alone.
-    async fn nodes(&self) -> Vec<&Conversation> {
-        self.edges.iter().map(|e| &e.node).collect()
+    async fn nodes(&self) -> Vec<Checked<&Conversation>> {
+        self.edges.iter().map(|e| Checked(&e.node)).collect()
     }
     /// Relay page information.
     async fn page_info(&self) -> &PageInfo {

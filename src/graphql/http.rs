@@ -79,18 +79,27 @@ async fn context_for(
     ))
 }
 
-fn finish(mut response: GqlResponse, ctx_stats: Option<(u64, f64)>) -> GqlResponse {
+/// What one operation cost: SQL statements, database time, CPU time (ms).
+struct Cost {
+    statements: u64,
+    db_ms: f64,
+    cpu_ms: f64,
+}
+
+fn finish(mut response: GqlResponse, cost: Option<Cost>) -> GqlResponse {
     response.errors = response
         .errors
         .into_iter()
         .map(normalize_error)
         .collect::<Vec<ServerError>>();
-    if let Some((statements, ms)) = ctx_stats {
+    if let Some(cost) = cost {
         response = response.extension(
             "cost",
-            async_graphql::Value::from_json(
-                serde_json::json!({"sqlStatements": statements, "dbTimeMs": ms}),
-            )
+            async_graphql::Value::from_json(serde_json::json!({
+                "sqlStatements": cost.statements,
+                "dbTimeMs": cost.db_ms,
+                "cpuMs": round2(cost.cpu_ms),
+            }))
             .unwrap_or_default(),
         );
     }
@@ -111,10 +120,36 @@ async fn execute(state: &GraphqlState, headers: &HeaderMap, batch: BatchRequest)
         );
     }
     let timeout = state.app.config.request_timeout;
-    match tokio::time::timeout(timeout, execute_checked(state, headers, batch)).await {
-        Ok(response) => response,
-        // Dropping the request cancels its statements; a connection left inside a
-        // transaction is discarded by the pool, never handed out again.
+    let budget = state.app.config.cpu_budget;
+    let work = async {
+        let work = execute_checked(state, headers, batch);
+        match budget {
+            Some(budget) => crate::graphql::budget::within(budget, work).await,
+            None => Ok(work.await),
+        }
+    };
+    // Dropping the request (on either bound) cancels its statements; a connection
+    // left inside a transaction is discarded by the pool, never handed out again.
+    match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(over)) => {
+            let request_id = headers
+                .get(crate::REQUEST_ID_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::warn!(
+                target: "cortex::request",
+                request_id,
+                cpu_ms = over.spent.as_millis() as u64,
+                "graphql request stopped: over its CPU budget"
+            );
+            let budget_ms = budget.unwrap_or_default().as_millis();
+            let body = serde_json::json!({"errors": [{
+                "message": format!("the request used more than its CPU budget of {budget_ms} ms and was stopped; see QUERY_CPU_BUDGET_MS"),
+                "extensions": {"code": AppError::Timeout.code(), "limit": "cpu"},
+            }]});
+            (StatusCode::GATEWAY_TIMEOUT, Json(body)).into_response()
+        }
         Err(_) => error_response(StatusCode::GATEWAY_TIMEOUT, AppError::Timeout),
     }
 }
@@ -143,16 +178,26 @@ async fn execute_checked(
         async move {
             let started = std::time::Instant::now();
             let (statements_before, db_before) = (ctx.stats.statements(), ctx.stats.db_time());
-            let (response, operation) = crate::graphql::execute(
-                &schema,
-                &limits,
-                &documents,
-                request.data(SharedContext(ctx.clone())),
+            let cpu = crate::graphql::budget::CpuMeter::default();
+            let (response, operation) = crate::graphql::budget::metered(
+                &cpu,
+                crate::graphql::execute(
+                    &schema,
+                    &limits,
+                    &documents,
+                    request.data(SharedContext(ctx.clone())),
+                ),
             )
             .await;
             let statements = ctx.stats.statements() - statements_before;
             let db_ms = (ctx.stats.db_time() - db_before).as_secs_f64() * 1000.0;
-            let response = finish(response, show_cost.then_some((statements, db_ms)));
+            let cpu_ms = cpu.spent().as_secs_f64() * 1000.0;
+            let cost = Cost {
+                statements,
+                db_ms,
+                cpu_ms,
+            };
+            let response = finish(response, show_cost.then_some(cost));
             let outcome = response
                 .errors
                 .first()
@@ -175,6 +220,7 @@ async fn execute_checked(
                 user = ctx.caller.as_ref().map_or("-", |c| c.user_id.as_str()),
                 statements,
                 db_ms = round2(db_ms),
+                cpu_ms = round2(cpu_ms),
                 duration_ms = round2(started.elapsed().as_secs_f64() * 1000.0),
                 outcome,
                 "graphql"

@@ -4,10 +4,19 @@
 //! - on the raw text, before parsing: bracket nesting (async-graphql's parser
 //!   recurses on nested list and object values without a guard, and a stack
 //!   overflow aborts the whole process, not one request) and the token count;
-//! - on the parsed document: field depth, aliases, directives, and the nesting of
-//!   list fields inside introspection (the "circular introspection" query);
+//! - on the parsed document, in one pass that visits each fragment once: the
+//!   selections the document expands to (so a fragment "bomb", fragments that
+//!   each spread the next one twice, is refused before anything expands it),
+//!   fragment cycles, field depth, aliases, directives, and the nesting of list
+//!   fields inside introspection (the "circular introspection" query);
 //! - in validation: complexity, with connection fields costed by their page size
 //!   (see [`page_cost`]).
+//!
+//! Every later pass (async-graphql's own depth check, its validation, execution)
+//! expands fragment spreads where they are written, so its work is bounded by the
+//! expanded size measured here, not by the document's length. What execution
+//! multiplies by list sizes is bounded by complexity and, whatever slips past,
+//! by the CPU budget ([`super::budget`]).
 //!
 //! Depth is measured here instead of with async-graphql's `limit_depth`, because
 //! that one also counts the introspection query every client tool sends (graphql-js's
@@ -26,6 +35,12 @@ use crate::config;
 /// below (the depth limit is 10 and the standard introspection query nests 13);
 /// the parser's stack is safe far above.
 pub const MAX_NESTING: usize = 32;
+
+/// Deepest nesting of selections, a fragment spread or inline fragment counting
+/// as a level like a field: async-graphql refuses deeper documents itself
+/// (`The recursion depth of the query cannot be greater than 32`), after walking
+/// them; here they are refused before, and the walk never recurses deeper.
+pub const MAX_SELECTION_NESTING: usize = 32;
 
 /// List-valued introspection fields (`types`, `fields`, ...) one path may pass
 /// through: the standard introspection query needs 3 (`types → fields → args`);
@@ -63,6 +78,9 @@ pub struct QueryLimits {
     pub max_directives: usize,
     /// Most tokens in the document.
     pub max_tokens: usize,
+    /// Most selections (fields, fragment spreads, inline fragments) the
+    /// document expands to, each spread counted with its fragment's content.
+    pub max_selections: usize,
     /// Whether `__schema` and `__type` may be asked (production turns it off):
     /// refused with a clear error, where async-graphql alone answers `null`.
     pub introspection: bool,
@@ -76,6 +94,7 @@ impl Default for QueryLimits {
             max_aliases: config::DEFAULT_QUERY_MAX_ALIASES,
             max_directives: config::DEFAULT_QUERY_MAX_DIRECTIVES,
             max_tokens: config::DEFAULT_QUERY_MAX_TOKENS,
+            max_selections: config::DEFAULT_QUERY_MAX_SELECTIONS,
             introspection: true,
         }
     }
@@ -102,6 +121,29 @@ impl QueryLimits {
     /// The limits measured on the parsed document.
     pub fn check_document(&self, document: &ExecutableDocument) -> ServerResult<()> {
         let m = measure(document);
+        // First: the walk stops at this nesting, so the rest is measured only below it.
+        if m.nesting > MAX_SELECTION_NESTING {
+            return Err(limit_error(
+                "nesting",
+                format!("selections nest deeper than {MAX_SELECTION_NESTING} levels (fields, fragment spreads and inline fragments each count as one)"),
+            ));
+        }
+        // Then: the work of every later pass is bounded once this one holds.
+        if m.selections > self.max_selections {
+            return Err(limit_error(
+                "selections",
+                format!(
+                    "the query expands to {} selections (each fragment counted where it is spread); the limit is {}",
+                    display_count(m.selections),
+                    self.max_selections
+                ),
+            ));
+        }
+        if let Some(name) = &m.fragment_cycle {
+            return Err(validation_error(format!(
+                "Cannot spread fragment \"{name}\" within itself."
+            )));
+        }
         if m.introspection && !self.introspection {
             return Err(limit_error(
                 "introspection",
@@ -170,6 +212,26 @@ pub fn limit_error(limit: &str, message: String) -> ServerError {
     ext.set("code", Value::from("BAD_USER_INPUT"));
     ext.set("limit", Value::from(limit));
     error
+}
+
+/// A document that is not valid GraphQL, with the code async-graphql's own
+/// validation errors get (see [`super::normalize_error`]).
+fn validation_error(message: String) -> ServerError {
+    let mut error = ServerError::new(message, None);
+    error
+        .extensions
+        .get_or_insert_with(Default::default)
+        .set("code", Value::from("BAD_USER_INPUT"));
+    error
+}
+
+/// A measured count, `usize::MAX` (saturated) shown as "more than" it.
+fn display_count(n: usize) -> String {
+    if n == usize::MAX {
+        format!("more than {}", usize::MAX - 1)
+    } else {
+        n.to_string()
+    }
 }
 
 /// The cost factor of a connection field: its page size (`first` or `last`, the
@@ -257,8 +319,19 @@ pub fn scan(query: &str, max_nesting: usize, max_tokens: usize) -> ServerResult<
 }
 
 /// What the document-level limits measure.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Measure {
+    /// Selections (fields, spreads, inline fragments) once every spread is
+    /// replaced by its fragment's content: what a pass that expands fragments,
+    /// as validation and execution do, visits. Saturates instead of overflowing.
+    pub selections: usize,
+    /// Deepest nesting of selection sets, fragment spreads and inline fragments
+    /// counting a level each, as async-graphql's recursion check counts it
+    /// (`usize::MAX`: deeper than [`MAX_SELECTION_NESTING`], not measured further).
+    pub nesting: usize,
+    /// A fragment that spreads itself, directly or through others (never valid;
+    /// expanding it would not end).
+    pub fragment_cycle: Option<Name>,
     /// Deepest field nesting outside introspection, `{ me { id } }` being 2.
     pub depth: usize,
     /// Most list-valued introspection fields on one path (a repeated one counts
@@ -278,29 +351,43 @@ pub struct Measure {
     pub repeated_directive: bool,
 }
 
-/// Measures every operation of the document (the largest of each figure).
-/// Fragments are expanded, each measured once (so fragment "bombs" stay linear
-/// to measure, while their aliases and directives are counted at every spread);
-/// a fragment cycle counts as nothing here and is refused by validation.
+/// Measures every operation of the document: selections summed over them (every
+/// operation is validated), the largest of each other figure. Each fragment is
+/// measured once and its measure reused at every spread, so this takes time
+/// linear in the document's length while counting what expanding it would
+/// cost (fragment "bombs" included). A fragment cycle is reported, not followed.
 pub fn measure(document: &ExecutableDocument) -> Measure {
     let mut walker = Walker {
         document,
         measured: HashMap::new(),
         lists_measured: HashMap::new(),
         in_progress: Vec::new(),
+        cycle: None,
+        level: 0,
+        too_deep: false,
     };
     let mut total = Measure::default();
     for (_, op) in document.operations.iter() {
         let mut m = walker.selection_set(&op.node.selection_set.node);
+        total.selections = total.selections.saturating_add(m.selections);
         m.directives = m.directives.saturating_add(op.node.directives.len());
         m.repeated_directive |= repeats(&op.node.directives);
         total.repeated_directive |= m.repeated_directive;
         total.introspection |= m.introspection;
         total.duplicate_fields = total.duplicate_fields.max(m.duplicate_fields);
         total.depth = total.depth.max(m.depth);
+        total.nesting = total.nesting.max(m.nesting);
         total.introspection_lists = total.introspection_lists.max(m.introspection_lists);
         total.aliases = total.aliases.max(m.aliases);
         total.directives = total.directives.max(m.directives);
+    }
+    // Unused fragments too: validation walks every definition (and refuses them).
+    for name in document.fragments.keys() {
+        walker.fragment(name);
+    }
+    total.fragment_cycle = walker.cycle.cloned();
+    if walker.too_deep {
+        total.nesting = usize::MAX;
     }
     total
 }
@@ -334,10 +421,36 @@ struct Walker<'a> {
     measured: HashMap<&'a Name, Measure>,
     lists_measured: HashMap<&'a Name, usize>,
     in_progress: Vec<&'a Name>,
+    cycle: Option<&'a Name>,
+    /// Selection sets entered and not left (the walk's recursion depth).
+    level: usize,
+    /// The walk stopped at [`MAX_SELECTION_NESTING`] somewhere.
+    too_deep: bool,
 }
 
 impl<'a> Walker<'a> {
+    /// Runs `measure` one level deeper, unless that is deeper than any document
+    /// may nest: the walk recurses (through fields and fragments alike), and a
+    /// chain of a thousand fragments must not overflow the stack.
+    fn deeper<T: Default>(&mut self, measure: impl FnOnce(&mut Self) -> T) -> T {
+        if self.level > MAX_SELECTION_NESTING {
+            self.too_deep = true;
+            return T::default();
+        }
+        self.level += 1;
+        let measured = measure(self);
+        self.level -= 1;
+        measured
+    }
+
     fn selection_set(&mut self, set: &'a SelectionSet) -> Measure {
+        if set.items.is_empty() {
+            return Measure::default(); // a leaf field: no level below it
+        }
+        self.deeper(|walker| walker.items(set))
+    }
+
+    fn items(&mut self, set: &'a SelectionSet) -> Measure {
         let mut total = Measure {
             duplicate_fields: most_repeated_field(set),
             ..Measure::default()
@@ -375,6 +488,13 @@ impl<'a> Walker<'a> {
                     (m, spread.node.directives.len())
                 }
             };
+            total.selections = total
+                .selections
+                .saturating_add(1)
+                .saturating_add(m.selections);
+            // A leaf field adds no level; anything with a selection set adds one.
+            let leaf = matches!(&item.node, Selection::Field(f) if f.node.selection_set.node.items.is_empty());
+            total.nesting = total.nesting.max(m.nesting + usize::from(!leaf));
             total.repeated_directive |= m.repeated_directive;
             total.introspection |= m.introspection;
             total.duplicate_fields = total.duplicate_fields.max(m.duplicate_fields);
@@ -400,18 +520,19 @@ impl<'a> Walker<'a> {
 
     fn fragment(&mut self, name: &'a Name) -> Measure {
         if let Some(m) = self.measured.get(name) {
-            return *m;
+            return m.clone();
         }
         let Some((key, fragment)) = self.document.fragments.get_key_value(name) else {
             return Measure::default(); // unknown: validation reports it
         };
         if self.in_progress.contains(&key) {
-            return Measure::default(); // a cycle: validation reports it
+            self.cycle.get_or_insert(key);
+            return Measure::default();
         }
         self.in_progress.push(key);
         let m = self.selection_set(&fragment.node.selection_set.node);
         self.in_progress.pop();
-        self.measured.insert(key, m);
+        self.measured.insert(key, m.clone());
         m
     }
 }
@@ -421,6 +542,13 @@ impl<'a> Walker<'a> {
     /// (fragments measured once each; a cycle counts as nothing and is refused by
     /// validation).
     fn introspection_lists(&mut self, set: &'a SelectionSet) -> usize {
+        if set.items.is_empty() {
+            return 0;
+        }
+        self.deeper(|walker| walker.introspection_list_items(set))
+    }
+
+    fn introspection_list_items(&mut self, set: &'a SelectionSet) -> usize {
         let mut most = 0;
         for item in &set.items {
             let below = match &item.node {
@@ -502,14 +630,14 @@ mod tests {
     #[test]
     fn fragment_bombs_are_measured_once_per_fragment() {
         let mut query = String::from("{ a { ...F0 } }");
-        for i in 0..40 {
+        for i in 0..30 {
             query.push_str(&format!(
                 " fragment F{i} on T {{ ...F{} ...F{} }}",
                 i + 1,
                 i + 1
             ));
         }
-        query.push_str(" fragment F40 on T { leaf }");
+        query.push_str(" fragment F30 on T { leaf }");
         assert_eq!(depth_of(&query), 2);
     }
 
@@ -606,5 +734,106 @@ mod tests {
     fn duplicate_fields_count_per_selection_set_by_response_key() {
         assert_eq!(measure_of("{ a a b: a c { x x x } }").duplicate_fields, 3);
         assert_eq!(measure_of("{ a b: a }").duplicate_fields, 1);
+    }
+
+    /// `{ ...F0 }` where each of `levels` fragments spreads the next twice.
+    fn bomb(levels: usize, leaf: &str) -> String {
+        let mut query = String::from("{ ...F0 }");
+        for i in 0..levels {
+            query.push_str(&format!(
+                " fragment F{i} on Query {{ ...F{} ...F{} }}",
+                i + 1,
+                i + 1
+            ));
+        }
+        query.push_str(&format!(" fragment F{levels} on Query {{ {leaf} }}"));
+        query
+    }
+
+    #[test]
+    fn selections_count_every_spread_with_its_fragment() {
+        assert_eq!(measure_of("{ me { id name } }").selections, 3);
+        // 2 spreads of F (1 field each) + 1 inline fragment holding 1 field.
+        assert_eq!(
+            measure_of("{ ...F ...F ... on Query { x } } fragment F on Query { y }").selections,
+            6
+        );
+        // Summed over operations: each is validated.
+        assert_eq!(measure_of("query A { a } query B { b c }").selections, 3);
+        // F_k = 2 (1 + F_{k+1}), F_leaf = 1, plus the operation's spread.
+        let expected = (0..24).fold(1usize, |inner, _| 2 * (1 + inner)) + 1;
+        assert_eq!(measure_of(&bomb(24, "__typename")).selections, expected);
+    }
+
+    #[test]
+    fn a_bomb_is_measured_without_expanding_it_and_a_deep_one_without_deep_recursion() {
+        let started = std::time::Instant::now();
+        let m = measure_of(&bomb(30, "__typename"));
+        assert_eq!((m.selections, m.nesting), (3 * (1usize << 30) - 1, 31));
+        // Deeper than any document may nest: the walk stops (no stack overflow
+        // for a chain of thousands of fragments), and says so.
+        assert_eq!(measure_of(&bomb(64, "__typename")).nesting, usize::MAX);
+        assert_eq!(measure_of(&bomb(5000, "a")).nesting, usize::MAX);
+        let mut unused = String::from("{ a }");
+        for i in 0..5000 {
+            unused.push_str(&format!(" fragment F{i} on Query {{ ...F{} }}", i + 1));
+        }
+        assert_eq!(measure_of(&unused).nesting, usize::MAX);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn nesting_counts_spreads_and_inline_fragments_as_levels() {
+        assert_eq!(measure_of("{ a }").nesting, 0);
+        assert_eq!(measure_of("{ a { b } }").nesting, 1);
+        assert_eq!(
+            measure_of("{ ...F } fragment F on Query { ... on Query { a { b } } }").nesting,
+            3
+        );
+    }
+
+    #[test]
+    fn a_bomb_is_refused_as_selections_before_any_other_limit() {
+        let limits = QueryLimits::default();
+        let aliased = bomb(30, "a: __typename @include(if: true)");
+        for query in [bomb(24, "__typename"), bomb(30, "__typename"), aliased] {
+            let document = async_graphql::parser::parse_query(&query).unwrap();
+            assert_eq!(
+                refused_by(limits.check_document(&document)),
+                Some("\"selections\"".into())
+            );
+        }
+        let deep = async_graphql::parser::parse_query(bomb(64, "__typename")).unwrap();
+        assert_eq!(
+            refused_by(limits.check_document(&deep)),
+            Some("\"nesting\"".into())
+        );
+        let fits = async_graphql::parser::parse_query(bomb(10, "__typename")).unwrap();
+        assert_eq!(refused_by(limits.check_document(&fits)), None);
+    }
+
+    #[test]
+    fn fragment_cycles_are_refused_as_invalid() {
+        for query in [
+            "{ ...A } fragment A on Query { ...A }",
+            "{ ...A } fragment A on Query { x { ...B } } fragment B on X { ...A }",
+            "{ ...A ...A } fragment A on Query { ...B ...B } fragment B on Query { ...A }",
+        ] {
+            let document = async_graphql::parser::parse_query(query).unwrap();
+            let m = measure(&document);
+            assert!(m.fragment_cycle.is_some(), "{query}");
+            let error = QueryLimits::default()
+                .check_document(&document)
+                .unwrap_err();
+            assert!(
+                error.message.starts_with("Cannot spread fragment"),
+                "{error:?}"
+            );
+            assert_eq!(refused_by(Err(error)), Some(String::new()));
+        }
+        assert_eq!(
+            measure_of("{ ...A ...A } fragment A on Query { x }").fragment_cycle,
+            None
+        );
     }
 }

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::db::messages::Message as MessageRow;
 use crate::db::users::User as UserRow;
 use crate::error::{AppError, AppResult};
+use crate::graphql::budget::Checked;
 use crate::graphql::connection::{Cursor, PageInfo};
 use crate::graphql::context::load;
 use crate::graphql::conversation::Conversation;
@@ -184,12 +185,12 @@ pub struct MessageConnection {
 #[Object]
 impl MessageConnection {
     /// Edges with cursors.
-    async fn edges(&self) -> &[MessageEdge] {
-        &self.edges
+    async fn edges(&self) -> Vec<Checked<&MessageEdge>> {
+        self.edges.iter().map(Checked).collect()
     }
     /// The messages alone.
-    async fn nodes(&self) -> Vec<Plain<&Message>> {
-        self.edges.iter().map(|e| Plain(&e.node)).collect()
+    async fn nodes(&self) -> Vec<Checked<Plain<&Message>>> {
+        self.edges.iter().map(|e| Checked(Plain(&e.node))).collect()
     }
     /// Relay page information.
     async fn page_info(&self) -> &PageInfo {
@@ -218,7 +219,7 @@ pub struct SearchHitEdge {
 #[derive(SimpleObject)]
 pub struct SearchConnection {
     /// Hits with cursors.
-    pub edges: Vec<SearchHitEdge>,
+    pub edges: Vec<Checked<SearchHitEdge>>,
     /// Relay page information.
     pub page_info: PageInfo,
 }

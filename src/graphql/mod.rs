@@ -1,5 +1,6 @@
 //! The GraphQL API: schema, types, loaders, filters and the HTTP endpoint.
 
+pub mod budget;
 pub mod connection;
 pub mod context;
 pub mod conversation;

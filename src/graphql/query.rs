@@ -6,6 +6,7 @@ use uuid::Uuid;
 use crate::db::messages::SearchScope;
 use crate::db::{conversations, messages, workspaces, TimeOrder};
 use crate::error::{AppError, AppResult};
+use crate::graphql::budget::Checked;
 use crate::graphql::connection::{
     decode_offset, encode_offset, page_args, page_info, Cursor, PageInfo, MAX_PAGE_SIZE,
 };
@@ -170,14 +171,16 @@ impl QueryRoot {
         }
         let has_next = hits.len() > first as usize;
         hits.truncate(first as usize);
-        let edges: Vec<SearchHitEdge> = hits
+        let edges: Vec<Checked<SearchHitEdge>> = hits
             .into_iter()
             .enumerate()
-            .map(|(i, h)| SearchHitEdge {
-                cursor: encode_offset(offset + i as i64 + 1),
-                node: Message::from(h.message),
-                rank: h.rank,
-                headline: h.headline,
+            .map(|(i, h)| {
+                Checked(SearchHitEdge {
+                    cursor: encode_offset(offset + i as i64 + 1),
+                    node: Message::from(h.message),
+                    rank: h.rank,
+                    headline: h.headline,
+                })
             })
             .collect();
         let page_info = PageInfo {

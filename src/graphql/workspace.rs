@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::db::workspaces::Workspace as WorkspaceRow;
 use crate::db::{Page, TimeOrder};
 use crate::error::{AppError, AppResult};
+use crate::graphql::budget::Checked;
 use crate::graphql::connection::{page_args, page_info, Cursor, PageInfo};
 use crate::graphql::context::load;
 use crate::graphql::conversation::{Conversation, ConversationConnection, ConversationEdge};
@@ -181,12 +182,12 @@ pub struct WorkspaceConnection {
 #[Object]
 impl WorkspaceConnection {
     /// Edges with cursors.
-    async fn edges(&self) -> &[WorkspaceEdge] {
-        &self.edges
+    async fn edges(&self) -> Vec<Checked<&WorkspaceEdge>> {
+        self.edges.iter().map(Checked).collect()
     }
     /// The workspaces alone.
-    async fn nodes(&self) -> Vec<&Workspace> {
-        self.edges.iter().map(|e| &e.node).collect()
+    async fn nodes(&self) -> Vec<Checked<&Workspace>> {
+        self.edges.iter().map(|e| Checked(&e.node)).collect()
     }
     /// Relay page information.
     async fn page_info(&self) -> &PageInfo {
