@@ -14,8 +14,10 @@
 //! `messages(first: 100) { nodes { ...F } }` with a fragment that expands to
 //! thousands of `__typename` would run to its end. Every object in a list
 //! therefore goes through [`Checked`], whose [`checkpoint`] suspends once the
-//! running poll has used up what is left of the budget. Parsing and validation
-//! are synchronous too; the limits keep each of them linear in the document.
+//! running poll has used up what is left of the budget, or has run for a
+//! [`TIME_SLICE`] (so a long request shares its worker thread with the others).
+//! Parsing and validation are synchronous too; the limits keep each of them
+//! linear in the document.
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -92,27 +94,28 @@ pub async fn metered<F: Future>(meter: &CpuMeter, work: F) -> F::Output {
     .await
 }
 
-/// Suspends once if the poll running on this thread (under [`within`]) has used
-/// what was left of its budget, so that [`within`] can stop the work; otherwise
-/// (and outside [`within`]) returns at once. Costs one clock read (the
-/// monotonic clock, read without a system call): the poll's wall time stands in
-/// for its CPU time here, and [`within`] decides on the CPU time itself.
+/// Longest a poll under [`within`] runs before a [`checkpoint`] lets the
+/// runtime's other tasks run. A worker busy with one long poll also holds the
+/// tasks queued behind it (tokio's LIFO slot is not stolen by the other
+/// workers): with the budget alone, `/health` waited up to the whole budget
+/// behind a stopped request (`bench/RESULTS.md`).
+pub const TIME_SLICE: Duration = Duration::from_millis(2);
+
+/// Suspends while the poll running on this thread (under [`within`]) has used
+/// what was left of its budget, so that [`within`] can stop the work, or has run
+/// for a [`TIME_SLICE`]; otherwise (and outside [`within`]) returns at once.
+/// Costs one clock read (the monotonic clock, read without a system call): the
+/// poll's wall time stands in for its CPU time here, and [`within`] decides on
+/// the CPU time itself.
 pub async fn checkpoint() {
-    let exhausted = POLL
+    // Asked again after each suspension: all the objects of a list reach their
+    // checkpoint in the same poll, and each must wait for a poll with time left,
+    // not merely for the next one (which they would all then fill).
+    while POLL
         .get()
-        .is_some_and(|(started, left)| started.elapsed() >= left);
-    if exhausted {
-        let mut yielded = false;
-        std::future::poll_fn(|cx| {
-            if yielded {
-                Poll::Ready(())
-            } else {
-                yielded = true;
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-        })
-        .await;
+        .is_some_and(|(started, left)| started.elapsed() >= left.min(TIME_SLICE))
+    {
+        tokio::task::yield_now().await;
     }
 }
 
@@ -210,6 +213,30 @@ mod tests {
             7
         };
         assert_eq!(within(Duration::from_millis(20), sleeper).await, Ok(7));
+    }
+
+    #[tokio::test]
+    async fn long_work_yields_to_other_tasks_every_time_slice() {
+        // One worker thread: the ticker runs only when the busy work yields.
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let ticker = {
+            let ticks = ticks.clone();
+            tokio::spawn(async move {
+                loop {
+                    ticks.fetch_add(1, Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        tokio::task::yield_now().await; // let the ticker start
+        let before = ticks.load(Ordering::Relaxed);
+        assert_eq!(within(Duration::from_secs(5), busy(20, 1)).await, Ok(20));
+        ticker.abort();
+        let ran = ticks.load(Ordering::Relaxed) - before;
+        assert!(
+            ran >= 5,
+            "the other task ran {ran} times in 20 ms of busy work"
+        );
     }
 
     #[tokio::test]
