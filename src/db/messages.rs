@@ -291,6 +291,10 @@ diesel::define_sql_function! {
     /// A snippet of the document with the matches marked.
     fn ts_headline(config: RegConfig, document: Text, query: Tsquery, options: Text) -> Text;
 }
+diesel::define_sql_function! {
+    /// `replace(text, from, to)`.
+    fn replace(text: Text, from: Text, to: Text) -> Text;
+}
 diesel::infix_operator!(Matches, " @@ ", backend: diesel::pg::Pg);
 
 /// Where to search.
@@ -311,13 +315,39 @@ pub struct SearchHit {
     pub message: Message,
     /// Its `ts_rank`.
     pub rank: f32,
-    /// `ts_headline` snippet with `<b>` marks.
+    /// A snippet of the content as HTML-escaped text, the matches in `<b>…</b>`
+    /// (the only markup in it).
     pub headline: String,
 }
 
-/// Options for `ts_headline`: short snippets with the matches in `<b>…</b>`.
+/// Where `ts_headline` marks a match. Private-use characters, removed from the
+/// content before `ts_headline` sees it, so that only PostgreSQL's own marks
+/// become `<b>`/`</b>` once the rest is escaped ([`html_headline`]).
+const MATCH_START: char = '\u{E000}';
+const MATCH_END: char = '\u{E001}';
+
+/// Options for `ts_headline`: short snippets with the matches between the marks.
 const HEADLINE_OPTIONS: &str =
-    "StartSel=<b>, StopSel=</b>, MaxWords=35, MinWords=15, MaxFragments=2";
+    "StartSel=\u{E000}, StopSel=\u{E001}, MaxWords=35, MinWords=15, MaxFragments=2";
+
+/// `ts_headline`'s snippet as HTML: the text escaped (so a message holding
+/// `<img onerror=…>` shows as text), the match marks as `<b>…</b>`.
+pub fn html_headline(snippet: &str) -> String {
+    let mut html = String::with_capacity(snippet.len() + 16);
+    for c in snippet.chars() {
+        match c {
+            '&' => html.push_str("&amp;"),
+            '<' => html.push_str("&lt;"),
+            '>' => html.push_str("&gt;"),
+            '"' => html.push_str("&quot;"),
+            '\'' => html.push_str("&#39;"),
+            MATCH_START => html.push_str("<b>"),
+            MATCH_END => html.push_str("</b>"),
+            c => html.push(c),
+        }
+    }
+    html
+}
 
 /// Full-text search with `websearch_to_tsquery` over the `tsv` column, best first
 /// (`ts_rank`, then newest, then id), skipping `offset` hits.
@@ -351,7 +381,11 @@ pub async fn search(
             rank.clone(),
             ts_headline(
                 english.clone(),
-                messages::content,
+                replace(
+                    replace(messages::content, MATCH_START.to_string(), String::new()),
+                    MATCH_END.to_string(),
+                    String::new(),
+                ),
                 query(),
                 HEADLINE_OPTIONS.to_string(),
             ),
@@ -366,7 +400,7 @@ pub async fn search(
         .map(|(message, rank, headline)| SearchHit {
             message,
             rank,
-            headline,
+            headline: html_headline(&headline),
         })
         .collect())
 }

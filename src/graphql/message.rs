@@ -211,7 +211,8 @@ pub struct SearchHitEdge {
     pub node: Message,
     /// `ts_rank` relevance.
     pub rank: f32,
-    /// Snippet with matches in `<b>…</b>`.
+    /// The content around the matches as HTML: the text escaped, the matches
+    /// in `<b>…</b>`, no other markup (safe to insert as HTML).
     pub headline: String,
 }
 

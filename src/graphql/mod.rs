@@ -7,6 +7,7 @@ pub mod conversation;
 pub mod documents;
 pub mod filters;
 pub mod http;
+pub mod input;
 pub mod limits;
 pub mod loaders;
 pub mod message;
@@ -87,7 +88,13 @@ pub async fn execute(
             None
         }
         None => {
-            if let Err(error) = limits.check_request(&mut request) {
+            let checked = limits.check_request(&mut request).and_then(|()| {
+                match request.parsed_query() {
+                    Ok(document) => input::reject_nul_in_document(document),
+                    Err(_) => Ok(()), // execution reports the syntax error
+                }
+            });
+            if let Err(error) = checked {
                 let name = request.operation_name.clone();
                 return (async_graphql::Response::from_errors(vec![error]), name);
             }
@@ -99,6 +106,10 @@ pub async fn execute(
                 .map(|document| (query, document.clone()))
         }
     };
+    if let Err(error) = input::reject_nul_in_variables(&request.variables) {
+        let name = request.operation_name.clone();
+        return (async_graphql::Response::from_errors(vec![error]), name);
+    }
     let name = request.operation_name.clone().or_else(|| {
         let document = request.parsed_query().ok()?;
         match &document.operations {

@@ -166,7 +166,9 @@ fn participants(me: &str, mut ids: Vec<String>) -> AppResult<Vec<String>> {
     if !ids.iter().any(|i| i == me) {
         ids.insert(0, me.to_string());
     }
-    ids.dedup();
+    // Each id once, in the order first given (`dedup` alone drops only neighbours).
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    ids.retain(|id| seen.insert(id.clone()));
     Ok(ids)
 }
 

@@ -1,0 +1,162 @@
+//! What independent clients found in inputs and outputs, over real HTTP: search
+//! headlines are HTML-escaped text with only Cortex's `<b>` marks; a NUL in any
+//! string input is `BAD_USER_INPUT` naming where it was, and writes nothing; a
+//! participant named twice is stored once.
+
+mod common;
+
+use common::{code, Api};
+use serde_json::{json, Value};
+
+async fn workspace(api: &Api, user: &str) -> String {
+    api.ok(
+        user,
+        r#"mutation { createWorkspace(input: {name: "w"}) { id } }"#,
+        json!({}),
+    )
+    .await["createWorkspace"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn conversation(api: &Api, user: &str, workspace: &str, participants: Value) -> Value {
+    api.ok(
+        user,
+        "mutation($w: UUID!, $p: [String!]!) { createConversation(input: {workspaceId: $w, topic: \"t\", participantIds: $p}) { id participantIds } }",
+        json!({"w": workspace, "p": participants}),
+    )
+    .await["createConversation"]
+        .clone()
+}
+
+#[tokio::test]
+async fn search_headlines_are_escaped_text_with_only_bold_marks() {
+    let api = Api::new().await;
+    let ws = workspace(&api, "alice").await;
+    let conv = conversation(&api, "alice", &ws, json!([])).await;
+    let content =
+        "xsstest <img src=x onerror=alert(1)> & \"quoted\" 'single' \u{E000}fake\u{E001} kiwi";
+    api.ok(
+        "alice",
+        "mutation($c: UUID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id } }",
+        json!({"c": conv["id"], "t": content}),
+    )
+    .await;
+    let hits = api
+        .ok(
+            "alice",
+            "{ searchMessages(query: \"kiwi\") { edges { headline node { content } } } }",
+            json!({}),
+        )
+        .await;
+    let edge = &hits["searchMessages"]["edges"][0];
+    assert_eq!(
+        edge["node"]["content"], content,
+        "the message itself is unchanged"
+    );
+    let headline = edge["headline"].as_str().unwrap();
+    assert_eq!(
+        headline,
+        "xsstest &lt;img src=x onerror=alert(1)&gt; &amp; &quot;quoted&quot; &#39;single&#39; fake <b>kiwi</b>"
+    );
+}
+
+#[tokio::test]
+async fn a_nul_in_any_string_input_is_bad_user_input_naming_it_and_writes_nothing() {
+    let api = Api::new().await;
+    let ws = workspace(&api, "alice").await;
+    let conv = conversation(&api, "alice", &ws, json!([])).await;
+    let nul = "a\u{0}b";
+    let cases: Vec<(&str, &str, Value, &str)> = vec![
+        (
+            "workspace name",
+            "mutation($n: String!) { createWorkspace(input: {name: $n}) { id } }",
+            json!({"n": nul}),
+            "n",
+        ),
+        (
+            "workspace description, in an input variable",
+            "mutation($i: CreateWorkspaceInput!) { createWorkspace(input: $i) { id } }",
+            json!({"i": {"name": "ok", "description": nul}}),
+            "i.description",
+        ),
+        (
+            "a literal topic",
+            "mutation($w: UUID!) { createConversation(input: {workspaceId: $w, topic: \"a\\u0000b\"}) { id } }",
+            json!({"w": ws}),
+            "input.topic",
+        ),
+        (
+            "participantIds",
+            "mutation($w: UUID!, $p: [String!]!) { createConversation(input: {workspaceId: $w, topic: \"t\", participantIds: $p}) { id } }",
+            json!({"w": ws, "p": ["bob", nul]}),
+            "p.1",
+        ),
+        (
+            "a metadata string",
+            "mutation($c: UUID!, $m: JSON) { sendMessage(input: {conversationId: $c, content: \"hi\", metadata: $m}) { id } }",
+            json!({"c": conv["id"], "m": {"tags": ["x", nul]}}),
+            "m.tags.1",
+        ),
+        (
+            "a metadata key",
+            "mutation($id: UUID!, $m: JSON) { updateWorkspace(id: $id, input: {metadata: $m}) { id } }",
+            json!({"id": ws, "m": {"a\u{0}": 1}}),
+            "m.a\\u0000",
+        ),
+        (
+            "the search query",
+            "query($q: String!) { searchMessages(query: $q) { edges { rank } } }",
+            json!({"q": nul}),
+            "q",
+        ),
+        (
+            "a text filter",
+            "query($f: ConversationFilter) { workspaces { nodes { conversations(filter: $f) { nodes { id } } } } }",
+            json!({"f": {"topicContains": nul}}),
+            "f.topicContains",
+        ),
+    ];
+    let count = "{ workspaces { totalCount nodes { conversations { totalCount nodes { messages { totalCount } } } } } }";
+    let before = api.ok("alice", count, json!({})).await;
+    for (what, query, variables, field) in cases {
+        let response = api.gql("alice", query, variables).await;
+        assert_eq!(code(&response), "BAD_USER_INPUT", "{what}: {response:#}");
+        assert_eq!(
+            response["errors"][0]["extensions"]["field"], field,
+            "{what}: {response:#}"
+        );
+        assert!(response["data"].is_null(), "{what}: {response:#}");
+    }
+    assert_eq!(
+        api.ok("alice", count, json!({})).await,
+        before,
+        "nothing written"
+    );
+}
+
+#[tokio::test]
+async fn a_participant_named_twice_is_stored_once_in_the_order_first_given() {
+    let api = Api::new().await;
+    let ws = workspace(&api, "alice").await;
+    let conv = conversation(
+        &api,
+        "alice",
+        &ws,
+        json!(["bob", "carol", "bob", "alice", "carol"]),
+    )
+    .await;
+    assert_eq!(conv["participantIds"], json!(["bob", "carol", "alice"]));
+    let updated = api
+        .ok(
+            "alice",
+            "mutation($id: UUID!) { updateConversation(id: $id, input: {participantIds: [\"dan\", \"dan\"]}) { participantIds } }",
+            json!({"id": conv["id"]}),
+        )
+        .await;
+    assert_eq!(
+        updated["updateConversation"]["participantIds"],
+        json!(["alice", "dan"])
+    );
+}
