@@ -5,96 +5,134 @@
 //! string (or key), a filter or a search query fails in the database as an
 //! internal error, after other statements of the request may have run. It is
 //! refused here, before anything runs, as `BAD_USER_INPUT` with `extensions.field`
-//! naming where it was: the argument or variable, then the keys and list positions
-//! down to the string (`input.metadata.tags.2`).
+//! naming the input field as the other validation errors do (`name`, `topic`,
+//! `metadata`, `participantIds`: the field of an input object, else the argument,
+//! `query`), whether the value was written in the document or sent as a
+//! variable; the message gives the whole path (`input.metadata.tags.2`).
 
-use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use std::convert::Infallible;
 
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{Name, ServerError, ServerResult, Value as ConstValue, Variables};
 
-/// Refuses variables holding a NUL (checked for every request).
-pub fn reject_nul_in_variables(variables: &Variables) -> ServerResult<()> {
-    for (name, value) in variables.iter() {
-        if let Some(path) = nul_in_const(value) {
-            return Err(nul_error(name.as_str(), &path));
-        }
+/// Refuses an operation whose arguments, as written or through its variables,
+/// hold a NUL. `literals_checked`: the document's own text passed before (the
+/// document cache), so only variables can bring one; then the document is
+/// walked only when a variable holds a NUL, to say where it is used.
+pub fn reject_nul(
+    document: &ExecutableDocument,
+    variables: &Variables,
+    literals_checked: bool,
+) -> ServerResult<()> {
+    let in_variable = variables
+        .iter()
+        .find_map(|(name, value)| nul_in_const(value).map(|path| (name, path)));
+    if literals_checked && in_variable.is_none() {
+        return Ok(());
     }
-    Ok(())
+    let walk = Walk {
+        document,
+        variables,
+    };
+    walk.document()?;
+    match in_variable {
+        // Sent but not used where an argument takes it (validation refuses that).
+        Some((name, path)) => Err(nul_error(name.as_str(), &path)),
+        None => Ok(()),
+    }
 }
 
-/// Refuses a document whose arguments, directive arguments or variable defaults
-/// hold a NUL (each written value visited once; checked when a text is first
-/// seen, before the document cache keeps it).
-pub fn reject_nul_in_document(document: &ExecutableDocument) -> ServerResult<()> {
-    for (_, op) in document.operations.iter() {
-        for definition in &op.node.variable_definitions {
-            if let Some(default) = &definition.node.default_value {
-                if let Some(path) = nul_in_const(&default.node) {
-                    return Err(nul_error(definition.node.name.node.as_str(), &path));
-                }
-            }
-        }
-        in_selection_set(&op.node.selection_set.node)?;
-    }
-    for fragment in document.fragments.values() {
-        in_selection_set(&fragment.node.selection_set.node)?;
-    }
-    Ok(())
+struct Walk<'a> {
+    document: &'a ExecutableDocument,
+    variables: &'a Variables,
 }
 
-/// A literal as written, its variables (checked apart) taken as null. A macro:
-/// async-graphql does not export the parser's value type under a name.
-macro_rules! literal {
-    ($value:expr) => {
+/// An argument's value with its variables filled in: the request's value, the
+/// variable's default, or null. A macro: async-graphql does not export the
+/// parser's value type under a name.
+macro_rules! resolved {
+    ($walk:expr, $value:expr) => {
         $value
             .clone()
-            .into_const_with(|_| Ok::<_, Infallible>(ConstValue::Null))
+            .into_const_with(|name| Ok::<_, Infallible>($walk.variable(&name)))
             .unwrap_or_else(|never| match never {})
     };
 }
 
-fn in_selection_set(set: &SelectionSet) -> ServerResult<()> {
-    for item in &set.items {
-        for directive in item.node.directives() {
-            for (name, value) in &directive.node.arguments {
-                if let Some(path) = nul_in_const(&literal!(value.node)) {
-                    return Err(nul_error(name.node.as_str(), &path));
-                }
-            }
+impl Walk<'_> {
+    fn document(&self) -> ServerResult<()> {
+        for (_, op) in self.document.operations.iter() {
+            self.selection_set(&op.node.selection_set.node)?;
         }
-        match &item.node {
-            Selection::Field(field) => {
-                for (name, value) in &field.node.arguments {
-                    if let Some(path) = nul_in_const(&literal!(value.node)) {
+        for fragment in self.document.fragments.values() {
+            self.selection_set(&fragment.node.selection_set.node)?;
+        }
+        Ok(())
+    }
+
+    fn variable(&self, name: &Name) -> ConstValue {
+        if let Some(value) = self.variables.get(name) {
+            return value.clone();
+        }
+        self.document
+            .operations
+            .iter()
+            .flat_map(|(_, op)| op.node.variable_definitions.iter())
+            .find(|d| d.node.name.node == *name)
+            .and_then(|d| d.node.default_value.as_ref())
+            .map(|d| d.node.clone())
+            .unwrap_or(ConstValue::Null)
+    }
+
+    fn selection_set(&self, set: &SelectionSet) -> ServerResult<()> {
+        for item in &set.items {
+            for directive in item.node.directives() {
+                for (name, value) in &directive.node.arguments {
+                    if let Some(path) = nul_in_const(&resolved!(self, value.node)) {
                         return Err(nul_error(name.node.as_str(), &path));
                     }
                 }
-                in_selection_set(&field.node.selection_set.node)?;
             }
-            Selection::InlineFragment(fragment) => {
-                in_selection_set(&fragment.node.selection_set.node)?;
+            match &item.node {
+                Selection::Field(field) => {
+                    for (name, value) in &field.node.arguments {
+                        if let Some(path) = nul_in_const(&resolved!(self, value.node)) {
+                            return Err(nul_error(name.node.as_str(), &path));
+                        }
+                    }
+                    self.selection_set(&field.node.selection_set.node)?;
+                }
+                Selection::InlineFragment(fragment) => {
+                    self.selection_set(&fragment.node.selection_set.node)?;
+                }
+                Selection::FragmentSpread(_) => {}
             }
-            Selection::FragmentSpread(_) => {}
         }
+        Ok(())
     }
-    Ok(())
+}
+
+/// A path step: an object key or a list position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Key(String),
+    Index(usize),
 }
 
 /// Where in `value` a string (or object key) holds a NUL, as the keys and list
 /// positions leading to it (empty: `value` itself).
-fn nul_in_const(value: &ConstValue) -> Option<Vec<String>> {
+fn nul_in_const(value: &ConstValue) -> Option<Vec<Step>> {
     match value {
         ConstValue::String(s) => s.contains('\0').then(Vec::new),
         ConstValue::Enum(name) => in_name(name),
         ConstValue::List(items) => items
             .iter()
             .enumerate()
-            .find_map(|(i, item)| nul_in_const(item).map(|path| prefixed(i.to_string(), path))),
+            .find_map(|(i, item)| nul_in_const(item).map(|path| prefixed(Step::Index(i), path))),
         ConstValue::Object(fields) => fields.iter().find_map(|(key, item)| {
             in_name(key)
                 .or_else(|| nul_in_const(item))
-                .map(|path| prefixed(key.to_string(), path))
+                .map(|path| prefixed(Step::Key(key.to_string()), path))
         }),
         ConstValue::Null
         | ConstValue::Number(_)
@@ -103,22 +141,31 @@ fn nul_in_const(value: &ConstValue) -> Option<Vec<String>> {
     }
 }
 
-fn in_name(name: &Name) -> Option<Vec<String>> {
+fn in_name(name: &Name) -> Option<Vec<Step>> {
     name.contains('\0').then(Vec::new)
 }
 
-fn prefixed(first: String, mut rest: Vec<String>) -> Vec<String> {
+fn prefixed(first: Step, mut rest: Vec<Step>) -> Vec<Step> {
     rest.insert(0, first);
     rest
 }
 
-fn nul_error(argument: &str, path: &[String]) -> ServerError {
-    let field = std::iter::once(argument.to_string())
-        .chain(path.iter().map(|p| p.replace('\0', "\\u0000")))
+fn nul_error(argument: &str, path: &[Step]) -> ServerError {
+    let shown = |step: &Step| match step {
+        Step::Key(key) => key.replace('\0', "\\u0000"),
+        Step::Index(i) => i.to_string(),
+    };
+    let whole = std::iter::once(argument.to_string())
+        .chain(path.iter().map(shown))
         .collect::<Vec<_>>()
         .join(".");
+    // The input object's field, as other validation errors name it; else the argument.
+    let field = match path.first() {
+        Some(Step::Key(key)) => key.replace('\0', "\\u0000"),
+        _ => argument.to_string(),
+    };
     let mut error = ServerError::new(
-        format!("`{field}` must not contain the NUL character (\\u0000)"),
+        format!("`{whole}` must not contain the NUL character (\\u0000)"),
         None,
     );
     let ext = error.extensions.get_or_insert_with(Default::default);
@@ -131,31 +178,52 @@ fn nul_error(argument: &str, path: &[String]) -> ServerError {
 mod tests {
     use super::*;
 
-    fn field_of(query: &str, variables: serde_json::Value) -> Option<String> {
+    /// The refusal's `field` and message, if refused.
+    fn refusal(query: &str, variables: serde_json::Value) -> Option<(String, String)> {
         let document = async_graphql::parser::parse_query(query).unwrap();
         let variables = Variables::from_json(variables);
-        let checked =
-            reject_nul_in_variables(&variables).and_then(|()| reject_nul_in_document(&document));
-        checked.err().map(|e| {
+        reject_nul(&document, &variables, false).err().map(|e| {
             let ext = e.extensions.unwrap();
             assert_eq!(ext.get("code"), Some(&ConstValue::from("BAD_USER_INPUT")));
             match ext.get("field") {
-                Some(ConstValue::String(s)) => s.clone(),
+                Some(ConstValue::String(s)) => (s.clone(), e.message),
                 other => panic!("{other:?}"),
             }
         })
     }
 
+    fn field_of(query: &str, variables: serde_json::Value) -> Option<String> {
+        refusal(query, variables).map(|(field, _)| field)
+    }
+
     #[test]
-    fn a_nul_anywhere_in_the_variables_is_named_by_its_path() {
+    fn a_nul_in_a_variable_is_named_by_the_input_field_that_takes_it() {
         let q = "mutation($input: X) { a(input: $input) { id } }";
         let deep = serde_json::json!({"input": {"metadata": {"tags": ["a", "b", "c\u{0}"]}}});
-        assert_eq!(field_of(q, deep).as_deref(), Some("input.metadata.tags.2"));
+        let (field, message) = refusal(q, deep).unwrap();
+        assert_eq!(field, "metadata");
+        assert!(message.contains("`input.metadata.tags.2`"), "{message}");
         let key = serde_json::json!({"input": {"metadata": {"k\u{0}": 1}}});
-        assert_eq!(field_of(q, key).as_deref(), Some("input.metadata.k\\u0000"));
+        let (_, message) = refusal(q, key).unwrap();
+        assert!(message.contains("`input.metadata.k\\u0000`"), "{message}");
+        let inside = "mutation($t: String) { a(input: {content: $t}) { id } }";
+        assert_eq!(
+            field_of(inside, serde_json::json!({"t": "x\u{0}"})).as_deref(),
+            Some("content")
+        );
+        let list = "query($ids: [String]) { a(ids: $ids) { id } }";
+        assert_eq!(
+            field_of(list, serde_json::json!({"ids": ["a", "\u{0}"]})).as_deref(),
+            Some("ids")
+        );
         assert_eq!(
             field_of(q, serde_json::json!({"input": {"name": "ok"}})),
             None
+        );
+        // Sent and not used: still refused, under its own name.
+        assert_eq!(
+            field_of("{ a }", serde_json::json!({"spare": "\u{0}"})).as_deref(),
+            Some("spare")
         );
     }
 
@@ -164,7 +232,7 @@ mod tests {
         let none = serde_json::json!({});
         assert_eq!(
             field_of("{ a(input: {name: \"x\\u0000\"}) { id } }", none.clone()).as_deref(),
-            Some("input.name")
+            Some("name")
         );
         assert_eq!(
             field_of(
@@ -180,8 +248,16 @@ mod tests {
                 none.clone()
             )
             .as_deref(),
-            Some("q")
+            Some("query")
         );
         assert_eq!(field_of("{ s(query: \"fine\") }", none), None);
+    }
+
+    #[test]
+    fn a_checked_document_is_walked_only_when_a_variable_holds_a_nul() {
+        let document = async_graphql::parser::parse_query("{ s(query: \"\\u0000\") }").unwrap();
+        let clean = Variables::from_json(serde_json::json!({}));
+        assert!(reject_nul(&document, &clean, true).is_ok());
+        assert!(reject_nul(&document, &clean, false).is_err());
     }
 }

@@ -88,13 +88,7 @@ pub async fn execute(
             None
         }
         None => {
-            let checked = limits.check_request(&mut request).and_then(|()| {
-                match request.parsed_query() {
-                    Ok(document) => input::reject_nul_in_document(document),
-                    Err(_) => Ok(()), // execution reports the syntax error
-                }
-            });
-            if let Err(error) = checked {
+            if let Err(error) = limits.check_request(&mut request) {
                 let name = request.operation_name.clone();
                 return (async_graphql::Response::from_errors(vec![error]), name);
             }
@@ -106,7 +100,14 @@ pub async fn execute(
                 .map(|document| (query, document.clone()))
         }
     };
-    if let Err(error) = input::reject_nul_in_variables(&request.variables) {
+    let literals_checked = parsed_now.is_none();
+    let variables = std::mem::take(&mut request.variables);
+    let checked = match request.parsed_query() {
+        Ok(document) => input::reject_nul(document, &variables, literals_checked),
+        Err(_) => Ok(()), // execution reports the syntax error
+    };
+    request.variables = variables;
+    if let Err(error) = checked {
         let name = request.operation_name.clone();
         return (async_graphql::Response::from_errors(vec![error]), name);
     }
