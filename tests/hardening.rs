@@ -593,3 +593,21 @@ async fn a_bracket_bomb_sent_by_get_is_refused_before_parsing() {
     assert_eq!(limit(&body), "nesting", "{body:#}");
     api.ok("alice", "{ me { id } }", json!({})).await;
 }
+
+#[tokio::test]
+async fn lists_without_a_page_are_costed_by_their_bound() {
+    let api = Api::new().await;
+    api.ok("alice", "{ me { id } }", json!({})).await;
+    // `participants` may hold 1,000 users; `latestMessages` returns `limit` messages.
+    let participants = "{ workspaces(first: 10) { nodes { conversations(first: 10) { nodes { participants { name } } } } } }";
+    let latest = |limit: u32| {
+        format!("{{ workspaces(first: 30) {{ nodes {{ conversations(first: 30) {{ nodes {{ latestMessages(limit: {limit}) {{ content }} }} }} }} }} }}")
+    };
+    for query in [participants.to_string(), latest(100)] {
+        let response = refused_without_sql(&api, &query).await;
+        assert_eq!(limit(&response), "complexity", "{query}: {response:#}");
+    }
+    api.ok("alice", &latest(1), json!({})).await;
+    let one_level = "{ workspaces(first: 10) { nodes { conversations(first: 2) { nodes { participants { name } } } } } }";
+    api.ok("alice", one_level, json!({})).await;
+}

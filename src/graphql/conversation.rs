@@ -25,6 +25,17 @@ use crate::graphql::workspace::Workspace;
 /// Most `latestMessages` a client may ask for.
 pub const MAX_LATEST: i32 = 100;
 
+/// Most participants a conversation holds (checked on every write). It is also
+/// what `participants` costs times its selection in complexity: the list's length
+/// is not known before the query runs, and complexity must bound the worst case.
+pub const MAX_PARTICIPANTS: usize = 1000;
+
+/// What `latestMessages(limit:)` costs times its selection: its `limit`, within
+/// bounds (an out-of-range one is refused when it runs).
+pub fn latest_cost(limit: i32) -> usize {
+    limit.clamp(1, MAX_LATEST) as usize
+}
+
 /// A conversation in a workspace (the row is shared with the request's loader, so
 /// handing a page to its resolver copies no row).
 pub struct Conversation(pub Arc<ConversationRow>);
@@ -70,6 +81,7 @@ impl Conversation {
         &self.0.participant_ids
     }
     /// The participants that have a user row.
+    #[graphql(complexity = "MAX_PARTICIPANTS * child_complexity")]
     async fn participants(&self, ctx: &Context<'_>) -> AppResult<Vec<Checked<User>>> {
         let mut found = load_many(ctx, self.0.participant_ids.iter().cloned().map(UserKey)).await?;
         Ok(self
@@ -172,6 +184,7 @@ impl Conversation {
     }
 
     /// The newest `limit` messages, returned oldest first.
+    #[graphql(complexity = "latest_cost(limit) * child_complexity")]
     async fn latest_messages(
         &self,
         ctx: &Context<'_>,

@@ -157,7 +157,9 @@ fn check_content(content: &str) -> AppResult<()> {
 }
 
 fn participants(me: &str, mut ids: Vec<String>) -> AppResult<Vec<String>> {
-    if ids.len() > 1000 || ids.iter().any(|i| i.is_empty() || i.len() > 255) {
+    if ids.len() > crate::graphql::conversation::MAX_PARTICIPANTS
+        || ids.iter().any(|i| i.is_empty() || i.len() > 255)
+    {
         return Err(AppError::bad_input(
             "participantIds",
             "`participantIds` must hold at most 1000 non-empty ids",
