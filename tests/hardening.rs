@@ -598,8 +598,9 @@ async fn a_bracket_bomb_sent_by_get_is_refused_before_parsing() {
 async fn lists_without_a_page_are_costed_by_their_bound() {
     let api = Api::new().await;
     api.ok("alice", "{ me { id } }", json!({})).await;
-    // `participants` may hold 1,000 users; `latestMessages` returns `limit` messages.
-    let participants = "{ workspaces(first: 10) { nodes { conversations(first: 10) { nodes { participants { name } } } } } }";
+    // `participants(first:)` returns up to `first` users (default 100, at most
+    // 1,000); `latestMessages` returns `limit` messages.
+    let participants = "{ workspaces(first: 10) { nodes { conversations(first: 10) { nodes { participants(first: 1000) { name } } } } } }";
     let latest = |limit: u32| {
         format!("{{ workspaces(first: 30) {{ nodes {{ conversations(first: 30) {{ nodes {{ latestMessages(limit: {limit}) {{ content }} }} }} }} }} }}")
     };
@@ -608,6 +609,6 @@ async fn lists_without_a_page_are_costed_by_their_bound() {
         assert_eq!(limit(&response), "complexity", "{query}: {response:#}");
     }
     api.ok("alice", &latest(1), json!({})).await;
-    let one_level = "{ workspaces(first: 10) { nodes { conversations(first: 2) { nodes { participants { name } } } } } }";
+    let one_level = "{ workspaces(first: 10) { nodes { conversations(first: 10) { nodes { participants { name } } } } } }";
     api.ok("alice", one_level, json!({})).await;
 }

@@ -25,10 +25,18 @@ use crate::graphql::workspace::Workspace;
 /// Most `latestMessages` a client may ask for.
 pub const MAX_LATEST: i32 = 100;
 
-/// Most participants a conversation holds (checked on every write). It is also
-/// what `participants` costs times its selection in complexity: the list's length
-/// is not known before the query runs, and complexity must bound the worst case.
+/// Most participants a conversation holds (checked on every write), and the
+/// largest `participants(first:)`.
 pub const MAX_PARTICIPANTS: usize = 1000;
+
+/// What `participants(first:)` costs times its selection: its `first`, within
+/// bounds (the list's length is not known before the query runs, so complexity
+/// takes the most it may return).
+pub fn participants_cost(first: i32) -> usize {
+    usize::try_from(first)
+        .unwrap_or(0)
+        .clamp(1, MAX_PARTICIPANTS)
+}
 
 /// What `latestMessages(limit:)` costs times its selection: its `limit`, within
 /// bounds (an out-of-range one is refused when it runs).
@@ -80,13 +88,26 @@ impl Conversation {
     async fn participant_ids(&self) -> &[String] {
         &self.0.participant_ids
     }
-    /// The participants that have a user row.
-    #[graphql(complexity = "MAX_PARTICIPANTS * child_complexity")]
-    async fn participants(&self, ctx: &Context<'_>) -> AppResult<Vec<Checked<User>>> {
-        let mut found = load_many(ctx, self.0.participant_ids.iter().cloned().map(UserKey)).await?;
-        Ok(self
-            .0
-            .participant_ids
+    /// The participants that have a user row, among the first `first` (0 to
+    /// 1,000, default 100) of `participantIds`.
+    #[graphql(complexity = "participants_cost(first) * child_complexity")]
+    async fn participants(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: i32,
+    ) -> AppResult<Vec<Checked<User>>> {
+        let first = usize::try_from(first)
+            .ok()
+            .filter(|n| *n <= MAX_PARTICIPANTS)
+            .ok_or_else(|| {
+                AppError::bad_input(
+                    "first",
+                    format!("`first` must be between 0 and {MAX_PARTICIPANTS}"),
+                )
+            })?;
+        let ids = &self.0.participant_ids[..first.min(self.0.participant_ids.len())];
+        let mut found = load_many(ctx, ids.iter().cloned().map(UserKey)).await?;
+        Ok(ids
             .iter()
             .filter_map(|id| found.remove(&UserKey(id.clone())).map(|u| Checked(User(u))))
             .collect())
