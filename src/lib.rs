@@ -32,9 +32,11 @@ use graphql::http::{self as gql_http, GraphqlState};
 pub fn router(state: AppState) -> Router {
     let cors = cors_layer(&state);
     let options = graphql::SchemaOptions::from_config(&state.config);
+    let schema = graphql::build_schema(options);
     let gql = GraphqlState {
         app: state.clone(),
-        schema: Arc::new(graphql::build_schema(options)),
+        shape: Arc::new(graphql::complete::ResponseShape::from_sdl(&schema.sdl())),
+        schema: Arc::new(schema),
         playground_token: state.playground_token.clone(),
         documents: Arc::default(),
     };

@@ -159,4 +159,62 @@ async fn a_participant_named_twice_is_stored_once_in_the_order_first_given() {
         updated["updateConversation"]["participantIds"],
         json!(["alice", "dan"])
     );
+    // `participants(first:)` reads the first ids only, within 0..=1000.
+    let q = "query($id: UUID!, $n: Int!) { conversation(id: $id) { participants(first: $n) { userId } } }";
+    let none = api.ok("alice", q, json!({"id": conv["id"], "n": 0})).await;
+    assert_eq!(none["conversation"]["participants"], json!([]));
+    let one = api.ok("alice", q, json!({"id": conv["id"], "n": 1})).await;
+    assert_eq!(
+        one["conversation"]["participants"],
+        json!([{"userId": "alice"}])
+    );
+    let too_many = api
+        .gql("alice", q, json!({"id": conv["id"], "n": 1001}))
+        .await;
+    assert_eq!(code(&too_many), "BAD_USER_INPUT", "{too_many:#}");
+    assert_eq!(too_many["errors"][0]["extensions"]["field"], "first");
+}
+
+#[tokio::test]
+async fn a_failed_non_null_root_field_makes_data_null_as_the_spec_says() {
+    let api = Api::new().await;
+    let response = api
+        .gql(
+            "alice",
+            "{ me { userId } workspace(id: \"00000000-0000-0000-0000-000000000001\") { id } }",
+            json!({}),
+        )
+        .await;
+    assert!(response["data"].is_null(), "{response:#}");
+    assert_eq!(code(&response), "NOT_FOUND", "{response:#}");
+    assert_eq!(response["errors"][0]["path"], json!(["workspace"]));
+}
+
+#[tokio::test]
+async fn keys_come_back_in_the_order_they_were_selected() {
+    let api = Api::new().await;
+    // `__typename` answers at once, `workspaces` after a statement: without
+    // completion the keys came back in the order they finished (b d a c).
+    let query = "{ a: workspaces { totalCount } b: __typename c: workspaces(first: 1) { totalCount } d: __typename ...F } fragment F on Query { e: me { userId name } }";
+    let token = api.token("alice");
+    let (_, _, body) = api
+        .send(common::graphql_post(
+            Some(&token),
+            &json!({ "query": query }),
+        ))
+        .await;
+    let text = String::from_utf8(body).unwrap();
+    let order: Vec<usize> = [
+        "\"a\"",
+        "\"b\"",
+        "\"c\"",
+        "\"d\"",
+        "\"e\"",
+        "\"userId\"",
+        "\"name\"",
+    ]
+    .iter()
+    .map(|key| text.find(key).unwrap_or_else(|| panic!("{key} in {text}")))
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
 }

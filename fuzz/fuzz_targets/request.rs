@@ -8,6 +8,7 @@ use std::sync::{Arc, LazyLock};
 
 use cortex::auth::Caller;
 use cortex::graphql::context::RequestContext;
+use cortex::graphql::complete::ResponseShape;
 use cortex::graphql::documents::DocumentCache;
 use cortex::graphql::http::{parse_body, SharedContext};
 use cortex::graphql::{build_schema, normalize_error, CortexSchema, SchemaOptions};
@@ -16,6 +17,7 @@ use libfuzzer_sys::fuzz_target;
 static SCHEMA: LazyLock<CortexSchema> = LazyLock::new(|| build_schema(SchemaOptions::default()));
 // Shared across inputs like the server's: a repeated text takes the cached path.
 static DOCUMENTS: LazyLock<DocumentCache> = LazyLock::new(DocumentCache::default);
+static SHAPE: LazyLock<ResponseShape> = LazyLock::new(|| ResponseShape::from_sdl(&SCHEMA.sdl()));
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -64,6 +66,7 @@ fuzz_target!(|body: &[u8]| {
             &SCHEMA,
             &limits,
             &DOCUMENTS,
+            &SHAPE,
             request,
         ));
         for error in response.errors.into_iter().map(normalize_error) {

@@ -46,12 +46,12 @@ impl DocumentCache {
     }
 
     /// Keeps the document of `query`, unless the text is too long to be worth it.
-    pub fn insert(&self, query: String, document: ExecutableDocument) {
+    pub fn insert(&self, query: String, document: Arc<ExecutableDocument>) {
         if query.len() <= MAX_CACHED_QUERY_BYTES {
             self.entries
                 .lock()
                 .expect("document cache lock")
-                .put(query, Arc::new(document));
+                .put(query, document);
         }
     }
 
@@ -70,8 +70,8 @@ impl DocumentCache {
 mod tests {
     use super::*;
 
-    fn parse(query: &str) -> ExecutableDocument {
-        async_graphql::parser::parse_query(query).unwrap()
+    fn parse(query: &str) -> Arc<ExecutableDocument> {
+        Arc::new(async_graphql::parser::parse_query(query).unwrap())
     }
 
     #[test]
@@ -92,16 +92,18 @@ mod tests {
         use crate::graphql::{build_schema, execute, limits::QueryLimits, SchemaOptions};
         let schema = build_schema(SchemaOptions::default());
         let (limits, cache) = (QueryLimits::default(), DocumentCache::new(10));
+        let shape = crate::graphql::complete::ResponseShape::from_sdl(&schema.sdl());
         for query in [
             "{ nope }",                                                  // unknown field
             "{ __typename",                                              // does not parse
             "{ a: __typename b: __typename c: __typename d: __typename e: __typename f: __typename g: __typename h: __typename i: __typename j: __typename k: __typename l: __typename m: __typename n: __typename o: __typename p: __typename }", // 16 aliases
         ] {
-            let (response, _) = execute(&schema, &limits, &cache, query.into()).await;
+            let (response, _) = execute(&schema, &limits, &cache, &shape, query.into()).await;
             assert!(!response.errors.is_empty(), "{query}");
         }
         assert!(cache.is_empty());
-        let (response, _) = execute(&schema, &limits, &cache, "{ __typename }".into()).await;
+        let (response, _) =
+            execute(&schema, &limits, &cache, &shape, "{ __typename }".into()).await;
         assert!(response.errors.is_empty());
         assert!(cache.get("{ __typename }").is_some());
     }

@@ -29,6 +29,8 @@ pub struct GraphqlState {
     pub playground_token: Option<String>,
     /// Parsed documents of operations seen before.
     pub documents: Arc<crate::graphql::documents::DocumentCache>,
+    /// The schema's field types, to complete results.
+    pub shape: Arc<crate::graphql::complete::ResponseShape>,
 }
 
 /// A refusal by one of the request limits, naming it like the query limits do.
@@ -174,6 +176,7 @@ async fn execute_checked(
         let request_id = request_id.clone();
         let schema = state.schema.clone();
         let documents = state.documents.clone();
+        let shape = state.shape.clone();
         let limits = state.app.config.limits;
         async move {
             let started = std::time::Instant::now();
@@ -185,6 +188,7 @@ async fn execute_checked(
                     &schema,
                     &limits,
                     &documents,
+                    &shape,
                     request.data(SharedContext(ctx.clone())),
                 ),
             )

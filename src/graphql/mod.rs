@@ -1,6 +1,7 @@
 //! The GraphQL API: schema, types, loaders, filters and the HTTP endpoint.
 
 pub mod budget;
+pub mod complete;
 pub mod connection;
 pub mod context;
 pub mod conversation;
@@ -72,19 +73,23 @@ pub fn build_schema(options: SchemaOptions) -> CortexSchema {
 }
 
 /// Runs one operation: the query limits first (before any resolver or SQL runs),
-/// unless the same text passed them before (`documents`), then the schema. Also
+/// unless the same text passed them before (`documents`), then the schema, then
+/// completes the result as the spec defines it (`shape`, see [`complete`]). Also
 /// returns the operation's name: the request's `operationName`, or the name of the
 /// document's only operation.
 pub async fn execute(
     schema: &CortexSchema,
     limits: &limits::QueryLimits,
     documents: &documents::DocumentCache,
+    shape: &complete::ResponseShape,
     mut request: async_graphql::Request,
 ) -> (async_graphql::Response, Option<String>) {
+    let mut operation_document = None;
     let parsed_now = match documents.get(&request.query) {
         // Seen before, and it passed the limits then (they do not change while we run).
         Some(document) => {
             request.set_parsed_query(document.as_ref().clone());
+            operation_document = Some(document);
             None
         }
         None => {
@@ -94,10 +99,11 @@ pub async fn execute(
             }
             let query = request.query.clone();
             // Already parsed by the limit check; a text that does not parse is not kept.
-            request
-                .parsed_query()
-                .ok()
-                .map(|document| (query, document.clone()))
+            request.parsed_query().ok().map(|document| {
+                let document = std::sync::Arc::new(document.clone());
+                operation_document = Some(document.clone());
+                (query, document)
+            })
         }
     };
     let literals_checked = parsed_now.is_none();
@@ -121,7 +127,14 @@ pub async fn execute(
             _ => None,
         }
     });
-    let response = schema.execute(request).await;
+    let variables = request.variables.clone();
+    let mut response = schema.execute(request).await;
+    // Only a result that ran has fields to complete (request errors have no path).
+    if let Some(document) = &operation_document {
+        if response.errors.iter().all(|e| !e.path.is_empty()) {
+            shape.complete(document, name.as_deref(), &variables, &mut response.data);
+        }
+    }
     if let Some((query, document)) = parsed_now {
         // Kept only once it also validated against the schema: a valid document's
         // errors come from resolvers and carry a path. Texts full of unknown fields,

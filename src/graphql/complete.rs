@@ -1,0 +1,352 @@
+//! Response completion as the GraphQL spec defines it, where async-graphql 7
+//! does not: its containers resolve fields concurrently and insert each as it
+//! finishes, so keys came back in completion order (`{a b c d}` as `a b d c`), and
+//! a field that failed was left out of its object, where the spec (6.4.4,
+//! "Handling Field Errors") makes it `null` and, when its type is non-null, makes
+//! its parent `null` in turn, up to the nearest nullable field or `data` itself.
+//! Apollo Client reports a missing key as "Missing field" and drops the result.
+//!
+//! [`ResponseShape`] knows each object field's type (read once from the schema's
+//! SDL, public API only); [`ResponseShape::complete`] walks the response once with
+//! a plan of the operation (its selections merged by response key, fragments
+//! and `@skip`/`@include` applied), reorders an object only when its keys are out
+//! of order, and propagates nulls.
+
+use std::collections::HashMap;
+
+use async_graphql::indexmap::IndexMap;
+use async_graphql::parser::types::{
+    BaseType, Directive, DocumentOperations, ExecutableDocument, OperationType, Selection,
+    SelectionSet, Type, TypeKind, TypeSystemDefinition,
+};
+use async_graphql::parser::Positioned;
+use async_graphql::{Name, Value, Variables};
+
+/// The type of every field of every object type.
+#[derive(Debug, Default)]
+pub struct ResponseShape {
+    fields: HashMap<String, HashMap<String, Type>>,
+}
+
+/// What one selection set asks of an object: its response keys in order.
+#[derive(Debug, Default)]
+struct Plan {
+    fields: Vec<FieldPlan>,
+}
+
+#[derive(Debug)]
+struct FieldPlan {
+    key: Name,
+    /// `None`: not in the shape (introspection): the value is left as it is.
+    ty: Option<Type>,
+    child: Option<Plan>,
+}
+
+impl ResponseShape {
+    /// Reads the object types' fields from `sdl`.
+    pub fn from_sdl(sdl: &str) -> Self {
+        let mut fields = HashMap::new();
+        if let Ok(document) = async_graphql::parser::parse_schema(sdl) {
+            for definition in document.definitions {
+                if let TypeSystemDefinition::Type(ty) = definition {
+                    let object_fields = match ty.node.kind {
+                        TypeKind::Object(object) => object.fields,
+                        TypeKind::Interface(interface) => interface.fields,
+                        _ => continue,
+                    };
+                    let types = object_fields
+                        .into_iter()
+                        .map(|f| (f.node.name.node.to_string(), f.node.ty.node))
+                        .collect();
+                    fields.insert(ty.node.name.node.to_string(), types);
+                }
+            }
+        }
+        Self { fields }
+    }
+
+    /// Completes `data`, the result of the operation `operation_name` of `document`,
+    /// in place: keys in selection order, failed fields `null`, nulls propagated.
+    pub fn complete(
+        &self,
+        document: &ExecutableDocument,
+        operation_name: Option<&str>,
+        variables: &Variables,
+        data: &mut Value,
+    ) {
+        let operation = match (&document.operations, operation_name) {
+            (DocumentOperations::Single(op), _) => op,
+            (DocumentOperations::Multiple(ops), Some(name)) => match ops.get(name) {
+                Some(op) => op,
+                None => return,
+            },
+            (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+                ops.values().next().expect("one operation")
+            }
+            _ => return,
+        };
+        let root = match operation.node.ty {
+            OperationType::Query => "Query",
+            OperationType::Mutation => "Mutation",
+            OperationType::Subscription => return,
+        };
+        if !matches!(data, Value::Object(_)) && !matches!(data, Value::Null) {
+            return;
+        }
+        let planner = Planner {
+            shape: self,
+            document,
+            variables,
+        };
+        let plan = planner.plan(&[&operation.node.selection_set.node], root);
+        let complete = match data {
+            Value::Object(map) => complete_object(map, &plan),
+            // async-graphql answers `null` when every root field failed.
+            _ => {
+                let mut map = IndexMap::new();
+                complete_object(&mut map, &plan) && {
+                    *data = Value::Object(map);
+                    true
+                }
+            }
+        };
+        if !complete {
+            *data = Value::Null;
+        }
+    }
+}
+
+struct Planner<'a> {
+    shape: &'a ResponseShape,
+    document: &'a ExecutableDocument,
+    variables: &'a Variables,
+}
+
+impl<'a> Planner<'a> {
+    /// The plan of `sets` (the selection sets of every field written under one
+    /// response key) on an object of type `type_name`.
+    fn plan(&self, sets: &[&'a SelectionSet], type_name: &str) -> Plan {
+        let mut keys: IndexMap<Name, (Name, Vec<&'a SelectionSet>)> = IndexMap::new();
+        for set in sets {
+            self.collect(set, type_name, &mut keys);
+        }
+        let types = self.shape.fields.get(type_name);
+        let fields = keys
+            .into_iter()
+            .map(|(key, (field, children))| {
+                let ty = if field.as_str() == "__typename" {
+                    Some(Type::new("String!").expect("a type"))
+                } else {
+                    types.and_then(|t| t.get(field.as_str())).cloned()
+                };
+                let child = match &ty {
+                    Some(ty) if !children.iter().all(|c| c.items.is_empty()) => {
+                        Some(self.plan(&children, named(ty)))
+                    }
+                    _ => None,
+                };
+                FieldPlan { key, ty, child }
+            })
+            .collect();
+        Plan { fields }
+    }
+
+    fn collect(
+        &self,
+        set: &'a SelectionSet,
+        type_name: &str,
+        keys: &mut IndexMap<Name, (Name, Vec<&'a SelectionSet>)>,
+    ) {
+        for item in &set.items {
+            if self.skipped(item.node.directives()) {
+                continue;
+            }
+            match &item.node {
+                Selection::Field(field) => {
+                    let field = &field.node;
+                    let entry = keys
+                        .entry(field.response_key().node.clone())
+                        .or_insert_with(|| (field.name.node.clone(), Vec::new()));
+                    entry.1.push(&field.selection_set.node);
+                }
+                Selection::InlineFragment(fragment) => {
+                    let applies = fragment
+                        .node
+                        .type_condition
+                        .as_ref()
+                        .is_none_or(|c| c.node.on.node.as_str() == type_name);
+                    if applies {
+                        self.collect(&fragment.node.selection_set.node, type_name, keys);
+                    }
+                }
+                Selection::FragmentSpread(spread) => {
+                    let Some(fragment) =
+                        self.document.fragments.get(&spread.node.fragment_name.node)
+                    else {
+                        continue;
+                    };
+                    if fragment.node.type_condition.node.on.node.as_str() == type_name {
+                        self.collect(&fragment.node.selection_set.node, type_name, keys);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `@skip(if: true)` or `@include(if: false)`, with variables.
+    fn skipped(&self, directives: &[Positioned<Directive>]) -> bool {
+        directives.iter().any(|d| {
+            let skip_when = match d.node.name.node.as_str() {
+                "skip" => true,
+                "include" => false,
+                _ => return false,
+            };
+            let condition = d.node.get_argument("if").map(|value| {
+                value
+                    .node
+                    .clone()
+                    .into_const_with(|name| {
+                        Ok::<_, std::convert::Infallible>(
+                            self.variables.get(&name).cloned().unwrap_or(Value::Null),
+                        )
+                    })
+                    .unwrap_or_else(|never| match never {})
+            });
+            matches!(condition, Some(Value::Boolean(b)) if b == skip_when)
+        })
+    }
+}
+
+fn named(ty: &Type) -> &str {
+    match &ty.base {
+        BaseType::Named(name) => name.as_str(),
+        BaseType::List(inner) => named(inner),
+    }
+}
+
+/// Completes `map` under `plan`; `false`: the object must become `null` (a
+/// non-null field of it is `null`).
+fn complete_object(map: &mut IndexMap<Name, Value>, plan: &Plan) -> bool {
+    let in_order =
+        map.len() == plan.fields.len() && map.keys().zip(&plan.fields).all(|(k, f)| *k == f.key);
+    if !in_order {
+        let mut ordered = IndexMap::with_capacity(plan.fields.len());
+        for field in &plan.fields {
+            let value = map.swap_remove(&field.key).unwrap_or(Value::Null);
+            ordered.insert(field.key.clone(), value);
+        }
+        *map = ordered;
+    }
+    for (value, field) in map.values_mut().zip(&plan.fields) {
+        let Some(ty) = &field.ty else { continue };
+        if !complete_value(value, ty, field.child.as_ref()) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Completes `value` of type `ty`; `false`: it is `null` and `ty` is non-null,
+/// so the null goes up.
+fn complete_value(value: &mut Value, ty: &Type, plan: Option<&Plan>) -> bool {
+    let null = match (&ty.base, &mut *value) {
+        (_, Value::Null) => true,
+        (BaseType::List(inner), Value::List(items)) => !items
+            .iter_mut()
+            .all(|item| complete_value(item, inner, plan)),
+        (BaseType::Named(_), Value::Object(map)) => match plan {
+            Some(plan) => !complete_object(map, plan),
+            None => false, // a JSON scalar's object
+        },
+        _ => false,
+    };
+    if null {
+        *value = Value::Null;
+    }
+    !null || ty.nullable
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SDL: &str =
+        "type Query { a: Int! b: String c: T d: T! list: [T!]! } type T { x: Int! y: Int }";
+
+    fn completed(query: &str, data: serde_json::Value) -> serde_json::Value {
+        let shape = ResponseShape::from_sdl(SDL);
+        let document = async_graphql::parser::parse_query(query).unwrap();
+        let mut value = Value::from_json(data).unwrap();
+        shape.complete(&document, None, &Variables::default(), &mut value);
+        value.into_json().unwrap()
+    }
+
+    #[test]
+    fn keys_come_back_in_selection_order_through_fragments() {
+        let shape = ResponseShape::from_sdl(SDL);
+        let query = "{ a ...F b } fragment F on Query { c { y x } }";
+        let document = async_graphql::parser::parse_query(query).unwrap();
+        // Keys as async-graphql may insert them: in completion order.
+        let mut value = Value::Object(IndexMap::from([
+            (Name::new("b"), Value::from("s")),
+            (
+                Name::new("c"),
+                Value::Object(IndexMap::from([
+                    (Name::new("x"), Value::from(1)),
+                    (Name::new("y"), Value::from(2)),
+                ])),
+            ),
+            (Name::new("a"), Value::from(1)),
+        ]));
+        shape.complete(&document, None, &Variables::default(), &mut value);
+        assert_eq!(
+            serde_json::to_string(&value).unwrap(),
+            r#"{"a":1,"c":{"y":2,"x":1},"b":"s"}"#
+        );
+    }
+
+    #[test]
+    fn a_missing_nullable_field_is_null_and_a_non_null_one_nulls_its_parent() {
+        assert_eq!(
+            completed("{ a b }", serde_json::json!({"a": 1})),
+            serde_json::json!({"a": 1, "b": null})
+        );
+        // c.x failed: c (nullable) becomes null.
+        assert_eq!(
+            completed(
+                "{ a c { x y } }",
+                serde_json::json!({"a": 1, "c": {"y": 2}})
+            ),
+            serde_json::json!({"a": 1, "c": null})
+        );
+        // d.x failed and d is non-null: data becomes null.
+        assert_eq!(
+            completed("{ a d { x } }", serde_json::json!({"a": 1, "d": {}})),
+            serde_json::Value::Null
+        );
+        // A failed root field that is non-null: data is null.
+        assert_eq!(
+            completed("{ b a }", serde_json::json!({"b": "s"})),
+            serde_json::Value::Null
+        );
+        // An item of [T!]! that failed: the list, then data.
+        assert_eq!(
+            completed(
+                "{ list { x } }",
+                serde_json::json!({"list": [{"x": 1}, {}]})
+            ),
+            serde_json::Value::Null
+        );
+    }
+
+    #[test]
+    fn skipped_fields_are_not_expected() {
+        assert_eq!(
+            completed(
+                "{ a b @skip(if: true) c @include(if: false) { x } }",
+                serde_json::json!({"a": 1})
+            ),
+            serde_json::json!({"a": 1})
+        );
+    }
+}
