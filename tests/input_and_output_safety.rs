@@ -218,3 +218,64 @@ async fn keys_come_back_in_the_order_they_were_selected() {
     .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
 }
+
+#[tokio::test]
+async fn path_comparisons_read_array_positions_and_json_null() {
+    let api = Api::new().await;
+    api.ok(
+        "alice",
+        "mutation($m: JSON) { createWorkspace(input: {name: \"w\", metadata: $m}) { id } }",
+        json!({"m": {"arr": [1, 2, 3], "n": null, "s": "x", "o": {"1": 7}}}),
+    )
+    .await;
+    let matches = |path: Value| {
+        let api = &api;
+        async move {
+            let response = api
+                .gql(
+                    "alice",
+                    "query($p: [JsonPathPredicate!]) { workspaces(filter: {metadata: {path: $p}}) { totalCount } }",
+                    json!({"p": path}),
+                )
+                .await;
+            assert!(response.get("errors").is_none(), "{response:#}");
+            response["data"]["workspaces"]["totalCount"]
+                .as_i64()
+                .unwrap()
+                == 1
+        }
+    };
+    for (predicate, expected) in [
+        (json!({"path": ["arr", "1"], "eq": 2}), true),
+        (json!({"path": ["arr", "1"], "eq": 3}), false),
+        (json!({"path": ["arr", "1"], "ne": 2}), false),
+        (json!({"path": ["arr", "1"], "ne": 3}), true),
+        (json!({"path": ["arr", "1"], "gt": 1}), true),
+        (json!({"path": ["arr", "1"], "lt": 2}), false),
+        (json!({"path": ["arr", "1"], "gte": 2, "lte": 2}), true),
+        (json!({"path": ["arr", "1"], "in": [2, 9]}), true),
+        (json!({"path": ["arr", "-1"], "eq": 3}), true),
+        (json!({"path": ["arr", "5"], "exists": false}), true),
+        (json!({"path": ["arr", "0"], "exists": true}), true),
+        (json!({"path": ["o", "1"], "eq": 7}), true), // an object's key of digits
+        (json!({"path": ["n"], "eq": null}), true),
+        (json!({"path": ["s"], "eq": null}), false),
+        (json!({"path": ["n"], "ne": null}), false),
+        (json!({"path": ["s"], "ne": null}), true),
+        (json!({"path": ["missing"], "eq": null}), false),
+    ] {
+        assert_eq!(matches(json!([predicate])).await, expected, "{predicate}");
+    }
+    let empty_or = api
+        .gql(
+            "alice",
+            "{ workspaces(filter: {metadata: {or: []}}) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&empty_or), "BAD_USER_INPUT", "{empty_or:#}");
+    assert_eq!(
+        empty_or["errors"][0]["extensions"]["field"],
+        "filter.metadata"
+    );
+}

@@ -32,7 +32,8 @@ pub struct MetadataFilter {
     pub not: Option<Box<MetadataFilter>>,
 }
 
-/// A comparison of the value at `path` (a list of keys; array positions as digits).
+/// A comparison of the value at `path` (a list of keys; array positions as digits,
+/// negative ones from the end, as PostgreSQL's `#>` reads them).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PathPredicate {
     /// Keys from the document root.
@@ -86,6 +87,12 @@ pub fn nest(path: &[String], value: &Value) -> Value {
         object.insert(key.clone(), inner);
         Value::Object(object)
     })
+}
+
+/// Whether a path key may select an array position (`#>` reads `"1"` as the
+/// second item of an array, and as the key `"1"` of an object).
+pub fn may_be_position(key: &str) -> bool {
+    key.parse::<i64>().is_ok()
 }
 
 /// Whether `value` can be ordered by `gt`/`lt` (numbers and strings).
@@ -162,7 +169,11 @@ macro_rules! metadata_predicate_for {
             for p in &filter.path {
                 let at = || metadata.retrieve_by_path_as_object(p.path.clone());
                 if let Some(v) = &p.eq {
-                    predicate = and(predicate, Box::new(Jsonb::contains(metadata, nest(&p.path, v)).nullable()));
+                    // The GIN prefilter nests objects, so it holds only for a path of
+                    // object keys: a key of digits may be an array position.
+                    if !p.path.iter().any(|k| $crate::db::metadata::may_be_position(k)) {
+                        predicate = and(predicate, Box::new(Jsonb::contains(metadata, nest(&p.path, v)).nullable()));
+                    }
                     predicate = and(predicate, Box::new(at().eq(v.clone()).nullable()));
                 }
                 if let Some(v) = &p.ne {

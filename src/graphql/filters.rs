@@ -1,6 +1,6 @@
 //! GraphQL filter inputs, converted to the data layer's filters.
 
-use async_graphql::{InputObject, Json};
+use async_graphql::{InputObject, Json, MaybeUndefined};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -30,7 +30,8 @@ pub struct MetadataFilter {
     pub path: Option<Vec<JsonPathPredicate>>,
     /// All of these hold.
     pub and: Option<Vec<MetadataFilter>>,
-    /// At least one of these holds.
+    /// At least one of these holds (at least one filter: an empty `or` is refused,
+    /// not read as "everything" or "nothing").
     pub or: Option<Vec<MetadataFilter>>,
     /// This does not hold.
     pub not: Option<Box<MetadataFilter>>,
@@ -39,12 +40,13 @@ pub struct MetadataFilter {
 /// A comparison at a nested key: numbers compare as numbers, strings as strings.
 #[derive(Debug, Clone, InputObject)]
 pub struct JsonPathPredicate {
-    /// Keys from the root, e.g. `["labels", "team"]`.
+    /// Keys from the root, e.g. `["labels", "team"]`; a key of digits also
+    /// selects that position of an array (`["tags", "0"]`: the first tag).
     pub path: Vec<String>,
-    /// Equal to.
-    pub eq: Option<Json<Value>>,
-    /// Present and not equal to.
-    pub ne: Option<Json<Value>>,
+    /// Equal to (`null`: the value there is JSON `null`).
+    pub eq: MaybeUndefined<Json<Value>>,
+    /// Present and not equal to (`null`: present and not JSON `null`).
+    pub ne: MaybeUndefined<Json<Value>>,
     /// Greater than (numbers or strings).
     pub gt: Option<Json<Value>>,
     /// Greater than or equal to.
@@ -100,7 +102,15 @@ impl MetadataFilter {
                 .map(|p| p.convert(field))
                 .collect::<AppResult<_>>()?,
             and: convert_all(&self.and)?,
-            or: convert_all(&self.or)?,
+            or: match &self.or {
+                Some(list) if list.is_empty() => {
+                    return Err(AppError::bad_input(
+                        field,
+                        "`or` must hold at least one filter",
+                    ))
+                }
+                _ => convert_all(&self.or)?,
+            },
             not: self
                 .not
                 .as_ref()
@@ -131,10 +141,16 @@ impl JsonPathPredicate {
             }
         }
         let value = |v: &Option<Json<Value>>| v.as_ref().map(|j| j.0.clone());
+        // An explicit `null` compares with JSON null; an absent one does not compare.
+        let nullable = |v: &MaybeUndefined<Json<Value>>| match v {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(Value::Null),
+            MaybeUndefined::Value(j) => Some(j.0.clone()),
+        };
         Ok(PathPredicate {
             path: self.path.clone(),
-            eq: value(&self.eq),
-            ne: value(&self.ne),
+            eq: nullable(&self.eq),
+            ne: nullable(&self.ne),
             gt: value(&self.gt),
             gte: value(&self.gte),
             lt: value(&self.lt),
