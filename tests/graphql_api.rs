@@ -869,7 +869,7 @@ async fn messages_and_senders_resolve_the_same_on_the_fast_path_as_through_async
     // every message through async-graphql's own resolution. Both must answer the same,
     // byte for byte.
     let selections = [
-        "nodes { {F} id conversationId senderId content timestamp createdAt updatedAt metadata sender { __typename id userId name email isActive metadata createdAt updatedAt } }",
+        "nodes { {F} id conversationId senderId content timestamp createdAt updatedAt metadata sender { __typename userId name } }",
         "edges { cursor node { {F} ...M text: content ... on Message { sender { ...U } } } }",
         "nodes { {F} content content }",
         "nodes { {F} ... { id } conversation { topic } }",
@@ -877,7 +877,7 @@ async fn messages_and_senders_resolve_the_same_on_the_fast_path_as_through_async
     ];
     for selection in selections {
         let fragments = if selection.contains("...M") {
-            "fragment M on Message { id timestamp } fragment U on User { name who: userId }"
+            "fragment M on Message { id timestamp } fragment U on UserProfile { name who: userId }"
         } else {
             ""
         };

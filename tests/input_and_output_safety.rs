@@ -279,3 +279,63 @@ async fn path_comparisons_read_array_positions_and_json_null() {
         "filter.metadata"
     );
 }
+
+#[tokio::test]
+async fn other_users_are_public_profiles_and_do_not_tell_whether_they_exist() {
+    let api = Api::new().await;
+    // alice exists (she has made a request); nobody has ever been "ghost".
+    api.ok("alice", "{ me { userId email } }", json!({})).await;
+    let ws = workspace(&api, "bob").await;
+    let created = api
+        .ok(
+            "bob",
+            "mutation($w: UUID!) { createConversation(input: {workspaceId: $w, topic: \"x\", participantIds: [\"alice\", \"ghost\"]}) { id participants { userId name } } }",
+            json!({"w": ws}),
+        )
+        .await;
+    assert_eq!(
+        created["createConversation"]["participants"],
+        json!([
+            {"userId": "bob", "name": "bob name"},
+            {"userId": "alice", "name": null},
+            {"userId": "ghost", "name": null},
+        ]),
+        "alice and ghost look the same to bob"
+    );
+    // Private fields are not in the profile at all.
+    for field in ["email", "metadata", "isActive", "id"] {
+        let query = format!(
+            "query($id: UUID!) {{ conversation(id: $id) {{ participants {{ {field} }} }} }}"
+        );
+        let response = api
+            .gql(
+                "bob",
+                &query,
+                json!({"id": created["createConversation"]["id"]}),
+            )
+            .await;
+        assert_eq!(code(&response), "BAD_USER_INPUT", "{field}: {response:#}");
+        assert!(response["data"].is_null(), "{field}: {response:#}");
+    }
+    // A sender is met through their message: name, and still no private field.
+    let conv = created["createConversation"]["id"].clone();
+    let sent = api
+        .ok(
+            "bob",
+            "mutation($c: UUID!) { sendMessage(input: {conversationId: $c, content: \"hi\"}) { sender { userId name } } }",
+            json!({"c": conv}),
+        )
+        .await;
+    assert_eq!(
+        sent["sendMessage"]["sender"],
+        json!({"userId": "bob", "name": "bob name"})
+    );
+    let response = api
+        .gql(
+            "bob",
+            "{ workspaces { nodes { owner { email } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&response), "BAD_USER_INPUT", "{response:#}");
+}

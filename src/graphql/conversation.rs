@@ -12,14 +12,14 @@ use crate::db::{Page, TimeOrder};
 use crate::error::{AppError, AppResult};
 use crate::graphql::budget::Checked;
 use crate::graphql::connection::{page_args, page_info, Cursor, PageInfo};
-use crate::graphql::context::{load, load_many};
+use crate::graphql::context::{caller, load, load_many};
 use crate::graphql::filters::MessageFilter;
 use crate::graphql::loaders::{
     ConversationCountKey, LatestMessagesKey, MessageCountKey, MessagePageFilter, MessagePageKey,
     PageQuery, SenderCountsKey, UserKey, WorkspaceKey,
 };
 use crate::graphql::message::{Message, MessageConnection, MessageEdge};
-use crate::graphql::user::User;
+use crate::graphql::user::UserProfile;
 use crate::graphql::workspace::Workspace;
 
 /// Most `latestMessages` a client may ask for.
@@ -88,14 +88,15 @@ impl Conversation {
     async fn participant_ids(&self) -> &[String] {
         &self.0.participant_ids
     }
-    /// The participants that have a user row, among the first `first` (0 to
-    /// 1,000, default 100) of `participantIds`.
+    /// The first `first` (0 to 1,000, default 100) of `participantIds`, as
+    /// profiles: a name only for the caller and for participants who have
+    /// written in this conversation (see `UserProfile`).
     #[graphql(complexity = "participants_cost(first) * child_complexity")]
     async fn participants(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: i32,
-    ) -> AppResult<Vec<Checked<User>>> {
+    ) -> AppResult<Vec<Checked<UserProfile>>> {
         let first = usize::try_from(first)
             .ok()
             .filter(|n| *n <= MAX_PARTICIPANTS)
@@ -106,10 +107,27 @@ impl Conversation {
                 )
             })?;
         let ids = &self.0.participant_ids[..first.min(self.0.participant_ids.len())];
-        let mut found = load_many(ctx, ids.iter().cloned().map(UserKey)).await?;
+        let me = &caller(ctx)?.user_id;
+        // Both batched over the whole level: the users, and who wrote where.
+        let (mut found, senders) = futures_util::try_join!(
+            load_many(ctx, ids.iter().cloned().map(UserKey)),
+            load(ctx, SenderCountsKey(self.0.id)),
+        )?;
+        let wrote: HashSet<&str> = senders
+            .iter()
+            .flatten()
+            .map(|(sender, _)| sender.as_str())
+            .collect();
         Ok(ids
             .iter()
-            .filter_map(|id| found.remove(&UserKey(id.clone())).map(|u| Checked(User(u))))
+            .map(|id| {
+                let row = found.remove(&UserKey(id.clone()));
+                let met = id == me || wrote.contains(id.as_str());
+                Checked(UserProfile {
+                    user_id: id.clone(),
+                    name: row.filter(|_| met).map(|r| r.name.clone()),
+                })
+            })
             .collect())
     }
     /// Free-form JSON object.

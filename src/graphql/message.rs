@@ -15,7 +15,7 @@ use crate::graphql::context::load;
 use crate::graphql::conversation::Conversation;
 use crate::graphql::loaders::{ConversationKey, MessageCountKey, UserKey};
 use crate::graphql::plain::{Plain, PlainFields, PlainSelection};
-use crate::graphql::user::User;
+use crate::graphql::user::UserProfile;
 
 /// A message in a conversation.
 pub struct Message {
@@ -91,13 +91,13 @@ impl Message {
         &self.row.sender_id
     }
     /// The sender.
-    async fn sender(&self, ctx: &Context<'_>) -> AppResult<User> {
+    async fn sender(&self, ctx: &Context<'_>) -> AppResult<UserProfile> {
         let found = match &self.sender {
             Sender::Loaded(sender) => sender.clone(),
             Sender::NotLoaded => load(ctx, UserKey(self.row.sender_id.clone())).await?,
         };
         found
-            .map(User)
+            .map(|row| UserProfile::met(&row))
             .ok_or_else(|| AppError::NotFound("sender not found".into()))
     }
     /// Free-form JSON object.
@@ -143,7 +143,7 @@ impl PlainFields for Message {
             "metadata" if self.has_metadata => async_graphql::to_value(&row.metadata).ok()?,
             // A missing sender is an error, which async-graphql reports with its path.
             "sender" => match &self.sender {
-                Sender::Loaded(Some(user)) => selection.of(&User(user.clone()))?,
+                Sender::Loaded(Some(user)) => selection.of(&UserProfile::met(user))?,
                 Sender::Loaded(None) | Sender::NotLoaded => return None,
             },
             _ => return None,

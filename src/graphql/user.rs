@@ -66,3 +66,49 @@ impl PlainFields for User {
         })
     }
 }
+
+/// Another person as any caller may see them: their `userId`, and their name
+/// only where the caller has met them (a message they sent, a workspace they
+/// own, a conversation they have written in). Never their e-mail, metadata or
+/// whether they may sign in: those are in `me` alone. A participant who never
+/// signed in and one who did but never wrote look the same, so a conversation's
+/// participant list does not tell whether a user id exists.
+pub struct UserProfile {
+    /// External id.
+    pub user_id: String,
+    /// Display name, when the caller has met them.
+    pub name: Option<String>,
+}
+
+impl UserProfile {
+    /// The profile of `row`, whose name the caller may see.
+    pub fn met(row: &UserRow) -> Self {
+        Self {
+            user_id: row.user_id.clone(),
+            name: Some(row.name.clone()),
+        }
+    }
+}
+
+/// Another person: a message's sender, a workspace's owner, a participant.
+#[Object(name = "UserProfile")]
+impl UserProfile {
+    /// External id (the token's `sub`).
+    async fn user_id(&self) -> ID {
+        ID(self.user_id.clone())
+    }
+    /// Display name, where the caller has met them (`null` otherwise).
+    async fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+
+impl PlainFields for UserProfile {
+    fn plain_field(&self, name: &str, _: &PlainSelection<'_>) -> Option<Value> {
+        Some(match name {
+            "userId" => Value::String(self.user_id.clone()),
+            "name" => self.name.clone().map_or(Value::Null, Value::String),
+            _ => return None,
+        })
+    }
+}

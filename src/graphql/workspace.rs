@@ -13,7 +13,7 @@ use crate::graphql::context::load;
 use crate::graphql::conversation::{Conversation, ConversationConnection, ConversationEdge};
 use crate::graphql::filters::ConversationFilter;
 use crate::graphql::loaders::{ConversationCountKey, ConversationPageKey, PageQuery, UserKey};
-use crate::graphql::user::User;
+use crate::graphql::user::UserProfile;
 
 /// The orders a list of workspaces or conversations can be read in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Default)]
@@ -62,10 +62,10 @@ impl Workspace {
         &self.0.owner_id
     }
     /// The owner.
-    async fn owner(&self, ctx: &Context<'_>) -> AppResult<User> {
+    async fn owner(&self, ctx: &Context<'_>) -> AppResult<UserProfile> {
         load(ctx, UserKey(self.0.owner_id.clone()))
             .await?
-            .map(User)
+            .map(|row| UserProfile::met(&row))
             .ok_or_else(|| AppError::NotFound("owner not found".into()))
     }
     /// Free-form JSON object.
