@@ -17,6 +17,10 @@ use cortex::db::{connect_once, Database};
 use diesel_async::SimpleAsyncConnection;
 use serde_json::{json, Value};
 
+#[path = "../tests/common/bombs.rs"]
+mod bombs;
+use bombs::{bomb, chain, inline, plain, with_directive};
+
 const SECRET: &[u8] = b"hostile-bench-secret-0123456789abcdef";
 const REPEAT: usize = 5;
 
@@ -34,29 +38,6 @@ INSERT INTO messages (conversation_id, sender_id, content, "timestamp")
   FROM conversations c, generate_series(1, 100) m;
 "#;
 
-/// `<root> { ...F0 }`, each of `levels` fragments on `on` writing `spread(next)` twice.
-fn bomb(root: &str, on: &str, levels: usize, spread: fn(usize) -> String, leaf: &str) -> String {
-    let mut query = format!("{root} {{ ...F0 }}");
-    for i in 0..levels {
-        let next = spread(i + 1);
-        query.push_str(&format!(" fragment F{i} on {on} {{ {next} {next} }}"));
-    }
-    query.push_str(&format!(" fragment F{levels} on {on} {{ {leaf} }}"));
-    query
-}
-
-fn plain(n: usize) -> String {
-    format!("...F{n}")
-}
-
-fn inline(n: usize) -> String {
-    format!("... on Query {{ ...F{n} }}")
-}
-
-fn directive(n: usize) -> String {
-    format!("...F{n} @include(if: true)")
-}
-
 /// `selection` under 10 workspaces × 10 conversations × 100 messages.
 fn under_messages(selection: &str, fragments: &str) -> String {
     format!(
@@ -67,9 +48,6 @@ fn under_messages(selection: &str, fragments: &str) -> String {
 fn catalogue() -> Vec<(String, String)> {
     let typenames = bomb("", "Message", 10, plain, "__typename");
     let message_fragments = typenames.trim_start().trim_start_matches("{ ...F0 }");
-    let chain = (0..1100).fold(String::from("{ ...C0 }"), |q, i| {
-        q + &format!(" fragment C{i} on Query {{ ...C{} }}", i + 1)
-    }) + " fragment C1100 on Query { __typename }";
     let aliases: Vec<String> = (0..1000).map(|i| format!("a{i}: __typename")).collect();
     let duplicates = "__typename ".repeat(3000);
     vec![
@@ -91,7 +69,7 @@ fn catalogue() -> Vec<(String, String)> {
         ),
         (
             "directive bomb, 24 levels".into(),
-            bomb("", "Query", 24, directive, "__typename"),
+            bomb("", "Query", 24, with_directive, "__typename"),
         ),
         (
             "field bomb (`me { userId }`), 24 levels".into(),
@@ -109,7 +87,7 @@ fn catalogue() -> Vec<(String, String)> {
             "fragment cycle".into(),
             "{ ...A } fragment A on Query { ...B ...B } fragment B on Query { ...A ...A }".into(),
         ),
-        ("chain of 1,100 fragments".into(), chain),
+        ("chain of 1,100 fragments".into(), chain(1100)),
         (
             "1,000 aliases".into(),
             format!("{{ {} }}", aliases.join(" ")),

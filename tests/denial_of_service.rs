@@ -11,32 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use common::bombs::{bomb, chain, inline, plain, with_directive};
 use common::{code, graphql_post, statement_meter, statements_run, Api};
 use serde_json::{json, Value};
-
-/// `<root> { ...F0 }` with `levels` fragments on `on`, each spreading the next
-/// twice (`spread` writes one spread of fragment `n`), and `leaf` at the bottom.
-fn bomb(root: &str, on: &str, levels: usize, spread: fn(usize) -> String, leaf: &str) -> String {
-    let mut query = format!("{root} {{ ...F0 }}");
-    for i in 0..levels {
-        let next = spread(i + 1);
-        query.push_str(&format!(" fragment F{i} on {on} {{ {next} {next} }}"));
-    }
-    query.push_str(&format!(" fragment F{levels} on {on} {{ {leaf} }}"));
-    query
-}
-
-fn plain(n: usize) -> String {
-    format!("...F{n}")
-}
-
-fn inline(n: usize) -> String {
-    format!("... on Query {{ ...F{n} }}")
-}
-
-fn with_directive(n: usize) -> String {
-    format!("...F{n} @include(if: true)")
-}
 
 async fn post(client: &reqwest::Client, base: &str, token: &str, query: &str) -> Value {
     client
@@ -83,9 +60,6 @@ fn watch_health(base: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<
 async fn fragment_bombs_are_refused_in_milliseconds_without_sql_while_others_are_served() {
     let api = Api::new().await;
     api.ok("alice", "{ me { userId } }", json!({})).await; // the caller's row first
-    let chain = (0..1100).fold(String::from("{ ...C0 }"), |q, i| {
-        q + &format!(" fragment C{i} on Query {{ ...C{} }}", i + 1)
-    }) + " fragment C1100 on Query { __typename }";
     let cases: Vec<(&str, String, &str)> = vec![
         (
             "24 levels",
@@ -137,7 +111,7 @@ async fn fragment_bombs_are_refused_in_milliseconds_without_sql_while_others_are
             bomb("subscription", "Subscription", 30, plain, "__typename"),
             "selections",
         ),
-        ("a chain of 1,100 fragments", chain, "nesting"),
+        ("a chain of 1,100 fragments", chain(1100), "nesting"),
     ];
 
     // Alone, so that the statement count is theirs: no SQL, and answered fast.

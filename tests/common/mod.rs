@@ -4,6 +4,8 @@
 //! parallel and never see each other's rows.
 #![allow(dead_code)]
 
+pub mod bombs;
+
 use std::sync::OnceLock;
 
 use axum::body::Body;
