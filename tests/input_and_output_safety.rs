@@ -339,3 +339,71 @@ async fn other_users_are_public_profiles_and_do_not_tell_whether_they_exist() {
         .await;
     assert_eq!(code(&response), "BAD_USER_INPUT", "{response:#}");
 }
+
+#[tokio::test]
+async fn search_pages_are_keyset_so_a_better_hit_between_pages_repeats_nothing() {
+    let api = Api::new().await;
+    let ws = workspace(&api, "alice").await;
+    let conv = conversation(&api, "alice", &ws, json!([])).await;
+    let send = |content: String| {
+        let (api, conv) = (&api, conv["id"].clone());
+        async move {
+            api.ok(
+                "alice",
+                "mutation($c: UUID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id } }",
+                json!({"c": conv, "t": content}),
+            )
+            .await["sendMessage"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(send(format!("kiwi note {i} with some other words around it")).await);
+    }
+    let page = "query($after: String) { searchMessages(query: \"kiwi\", first: 2, after: $after) { edges { cursor node { id } } pageInfo { hasNextPage hasPreviousPage endCursor } } }";
+    let ids = |data: &Value| -> Vec<String> {
+        data["searchMessages"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = api.ok("alice", page, json!({})).await;
+    assert_eq!(
+        first["searchMessages"]["pageInfo"]["hasPreviousPage"],
+        false
+    );
+    let mut seen = ids(&first);
+    // A better hit arrives between the pages: it ranks before the cursor.
+    send("kiwi kiwi kiwi kiwi".into()).await;
+    let mut after = first["searchMessages"]["pageInfo"]["endCursor"].clone();
+    loop {
+        let next = api.ok("alice", page, json!({"after": after})).await;
+        assert_eq!(next["searchMessages"]["pageInfo"]["hasPreviousPage"], true);
+        seen.extend(ids(&next));
+        if next["searchMessages"]["pageInfo"]["hasNextPage"] == false {
+            break;
+        }
+        after = next["searchMessages"]["pageInfo"]["endCursor"].clone();
+    }
+    let mut expected = sent.clone();
+    expected.sort();
+    let mut got = seen.clone();
+    got.sort();
+    assert_eq!(
+        got, expected,
+        "each of the first five exactly once: {seen:?}"
+    );
+    // Offsets and other lists' cursors are not search cursors.
+    use base64::Engine;
+    let offset = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("search:2");
+    for bad in [offset.as_str(), "not-a-cursor"] {
+        let response = api.gql("alice", page, json!({"after": bad})).await;
+        assert_eq!(code(&response), "BAD_USER_INPUT", "{response:#}");
+        assert_eq!(response["errors"][0]["extensions"]["field"], "after");
+    }
+}

@@ -539,18 +539,18 @@ async fn full_text_search_ranks_and_stays_inside_the_owners_workspaces() {
         owner_id: "alice".into(),
         ..Default::default()
     };
-    let hits = messages::search(&mut conn, "migration", &scope, 0, 10)
+    let hits = messages::search(&mut conn, "migration", &scope, None, 10)
         .await
         .unwrap();
     assert_eq!(hits.len(), 2, "bob's message is not alice's to find");
     assert!(hits[0].rank >= hits[1].rank);
     assert!(hits[0].message.content.starts_with("migration migration"));
     assert!(hits[0].headline.contains("<b>"));
-    let phrase = messages::search(&mut conn, "\"database migration\"", &scope, 0, 10)
+    let phrase = messages::search(&mut conn, "\"database migration\"", &scope, None, 10)
         .await
         .unwrap();
     assert_eq!(phrase.len(), 1);
-    let none = messages::search(&mut conn, "-migration lunch", &scope, 0, 10)
+    let none = messages::search(&mut conn, "-migration lunch", &scope, None, 10)
         .await
         .unwrap();
     assert_eq!(none.len(), 1);
@@ -558,7 +558,7 @@ async fn full_text_search_ranks_and_stays_inside_the_owners_workspaces() {
         conversation_id: Some(bc.id),
         ..scope.clone()
     };
-    assert!(messages::search(&mut conn, "migration", &scoped, 0, 10)
+    assert!(messages::search(&mut conn, "migration", &scoped, None, 10)
         .await
         .unwrap()
         .is_empty());

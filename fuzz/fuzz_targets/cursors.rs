@@ -3,7 +3,9 @@
 #![no_main]
 
 use cortex::db::TimeOrder;
-use cortex::graphql::connection::{decode_cursor, decode_offset, encode_cursor, encode_offset};
+use cortex::graphql::connection::{
+    decode_cursor, decode_search_cursor, encode_cursor, encode_search_cursor,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|cursor: &str| {
@@ -21,8 +23,8 @@ fuzz_target!(|cursor: &str| {
             Err(e) => assert_eq!(e.code(), "BAD_USER_INPUT"),
         }
     }
-    match decode_offset(cursor) {
-        Ok(offset) => assert_eq!(decode_offset(&encode_offset(offset)).unwrap(), offset),
+    match decode_search_cursor(cursor) {
+        Ok(key) => assert_eq!(decode_search_cursor(&encode_search_cursor(key)).unwrap(), key),
         Err(e) => assert_eq!(e.code(), "BAD_USER_INPUT"),
     }
 });

@@ -308,6 +308,27 @@ pub struct SearchScope {
     pub conversation_id: Option<Uuid>,
 }
 
+/// Where a hit sits in the ranking, best first: its rank, then newest, then id.
+/// A keyset position (not an offset), so a better hit written between two pages
+/// does not repeat a row of the first page on the second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SearchKey {
+    /// `ts_rank` (the same bits each time for the same message and query).
+    pub rank: f32,
+    /// The message's timestamp.
+    pub timestamp: chrono::DateTime<chrono::Utc>,
+    /// The message's id.
+    pub id: Uuid,
+}
+
+impl Eq for SearchKey {}
+
+impl std::hash::Hash for SearchKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.rank.to_bits(), self.timestamp, self.id).hash(state);
+    }
+}
+
 /// One search hit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchHit {
@@ -349,13 +370,24 @@ pub fn html_headline(snippet: &str) -> String {
     html
 }
 
+impl SearchHit {
+    /// Its place in the ranking.
+    pub fn key(&self) -> SearchKey {
+        SearchKey {
+            rank: self.rank,
+            timestamp: self.message.timestamp,
+            id: self.message.id,
+        }
+    }
+}
+
 /// Full-text search with `websearch_to_tsquery` over the `tsv` column, best first
-/// (`ts_rank`, then newest, then id), skipping `offset` hits.
+/// (`ts_rank`, then newest, then id), after the hit at `after`.
 pub async fn search(
     conn: &mut AsyncPgConnection,
     text: &str,
     scope: &SearchScope,
-    offset: i64,
+    after: Option<SearchKey>,
     limit: i64,
 ) -> QueryResult<Vec<SearchHit>> {
     // Deliberately diesel's literal, which keeps the search out of the statement cache:
@@ -375,6 +407,17 @@ pub async fn search(
     if let Some(c) = scope.conversation_id {
         q = q.filter(messages::conversation_id.eq(c));
     }
+    if let Some(key) = after {
+        // (rank, timestamp, id) < the cursor's, all descending.
+        let rank = || ts_rank(messages::tsv, query());
+        q = q.filter(
+            rank().lt(key.rank).or(rank().eq(key.rank).and(
+                messages::timestamp.lt(key.timestamp).or(messages::timestamp
+                    .eq(key.timestamp)
+                    .and(messages::id.lt(key.id))),
+            )),
+        );
+    }
     let rows: Vec<(Message, f32, String)> = q
         .select((
             Message::as_select(),
@@ -391,7 +434,6 @@ pub async fn search(
             ),
         ))
         .order((rank.desc(), messages::timestamp.desc(), messages::id.desc()))
-        .offset(offset)
         .limit(limit)
         .load(conn)
         .await?;

@@ -18,8 +18,8 @@ pub const MAX_PAGE_SIZE: i32 = 100;
 pub enum Cursor {
     /// A keyset position under an order.
     Keyset(TimeOrder, SortKey),
-    /// An offset in ranked search results.
-    Offset(i64),
+    /// A position in ranked search results.
+    Search(crate::db::messages::SearchKey),
 }
 
 impl Cursor {
@@ -27,7 +27,7 @@ impl Cursor {
     pub fn encode(&self) -> String {
         match *self {
             Cursor::Keyset(order, key) => encode_cursor(order, key),
-            Cursor::Offset(offset) => encode_offset(offset),
+            Cursor::Search(key) => encode_search_cursor(key),
         }
     }
 }
@@ -166,22 +166,37 @@ pub fn page_info<T>(
     (info, cursors)
 }
 
-/// The cursor of a search hit: its offset in the ranked results.
-pub fn encode_offset(offset: i64) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("search:{offset}"))
+/// The cursor of a search hit: its place in the ranking, (rank, timestamp, id).
+pub fn encode_search_cursor(key: crate::db::messages::SearchKey) -> String {
+    let text = format!(
+        "search:{:08x}:{}:{}",
+        key.rank.to_bits(),
+        key.timestamp.timestamp_micros(),
+        key.id
+    );
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
 }
 
-/// Reads a search cursor; anything but one made by [`encode_offset`] is refused.
-pub fn decode_offset(cursor: &str) -> AppResult<i64> {
+/// Reads a search cursor; anything but one made by [`encode_search_cursor`] is refused.
+pub fn decode_search_cursor(cursor: &str) -> AppResult<crate::db::messages::SearchKey> {
+    let parse = |text: &str| {
+        let mut parts = text.strip_prefix("search:")?.splitn(3, ':');
+        let bits = parts.next().filter(|b| b.len() == 8)?;
+        let rank = f32::from_bits(u32::from_str_radix(bits, 16).ok()?);
+        let micros = parts.next()?.parse::<i64>().ok()?;
+        let id = Uuid::parse_str(parts.next()?).ok()?;
+        (rank.is_finite() && rank >= 0.0).then_some(())?;
+        Some(crate::db::messages::SearchKey {
+            rank,
+            timestamp: DateTime::<Utc>::from_timestamp_micros(micros)?,
+            id,
+        })
+    };
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| {
-            s.strip_prefix("search:")
-                .and_then(|n| n.parse::<i64>().ok())
-        })
-        .filter(|n| (0..=100_000).contains(n))
+        .and_then(|s| parse(&s))
         .ok_or_else(|| AppError::bad_input("after", "`after` is not a valid cursor for this list"))
 }
 

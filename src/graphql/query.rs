@@ -8,7 +8,8 @@ use crate::db::{conversations, messages, workspaces, TimeOrder};
 use crate::error::{AppError, AppResult};
 use crate::graphql::budget::Checked;
 use crate::graphql::connection::{
-    decode_offset, encode_offset, page_args, page_info, Cursor, PageInfo, MAX_PAGE_SIZE,
+    decode_search_cursor, encode_search_cursor, page_args, page_info, Cursor, PageInfo,
+    MAX_PAGE_SIZE,
 };
 use crate::graphql::context::{caller, conn, load, request};
 use crate::graphql::conversation::Conversation;
@@ -139,10 +140,9 @@ impl QueryRoot {
                 format!("`first` must be between 0 and {MAX_PAGE_SIZE}"),
             ));
         }
-        let offset = match after {
-            Some(cursor) => decode_offset(&cursor)?,
-            None => 0,
-        };
+        let after = after
+            .map(|cursor| decode_search_cursor(&cursor))
+            .transpose()?;
         let mut c = conn(ctx).await?;
         let scope = SearchScope {
             owner_id: me,
@@ -152,7 +152,7 @@ impl QueryRoot {
         // The search is scoped to the caller's rows, so hits prove access; only an
         // empty page needs the scope checked, to answer NOT_FOUND/FORBIDDEN instead.
         let mut hits =
-            messages::search(&mut c, &query, &scope, offset, i64::from(first) + 1).await?;
+            messages::search(&mut c, &query, &scope, after, i64::from(first) + 1).await?;
         if hits.is_empty() {
             if let Some(id) = workspace_id {
                 let found = workspaces::get(&mut c, id).await?.map(|w| {
@@ -171,12 +171,12 @@ impl QueryRoot {
         }
         let has_next = hits.len() > first as usize;
         hits.truncate(first as usize);
+        let keys: Vec<_> = hits.iter().map(|h| h.key()).collect();
         let edges: Vec<Checked<SearchHitEdge>> = hits
             .into_iter()
-            .enumerate()
-            .map(|(i, h)| {
+            .map(|h| {
                 Checked(SearchHitEdge {
-                    cursor: encode_offset(offset + i as i64 + 1),
+                    cursor: encode_search_cursor(h.key()),
                     node: Message::from(h.message),
                     rank: h.rank,
                     headline: h.headline,
@@ -185,9 +185,11 @@ impl QueryRoot {
             .collect();
         let page_info = PageInfo {
             has_next_page: has_next,
-            has_previous_page: offset > 0,
-            start: (!edges.is_empty()).then_some(Cursor::Offset(offset + 1)),
-            end: (!edges.is_empty()).then_some(Cursor::Offset(offset + edges.len() as i64)),
+            // Relay allows `false` when not paging backwards; a cursor means there
+            // were hits before it.
+            has_previous_page: after.is_some(),
+            start: keys.first().copied().map(Cursor::Search),
+            end: keys.last().copied().map(Cursor::Search),
         };
         Ok(SearchConnection { edges, page_info })
     }
