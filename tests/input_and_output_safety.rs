@@ -407,3 +407,29 @@ async fn search_pages_are_keyset_so_a_better_hit_between_pages_repeats_nothing()
         assert_eq!(response["errors"][0]["extensions"]["field"], "after");
     }
 }
+
+#[tokio::test]
+async fn a_conversation_holds_at_most_1000_participants_the_caller_included() {
+    let api = Api::new().await;
+    let ws = workspace(&api, "alice").await;
+    let ids = |n: usize| (0..n).map(|i| format!("u{i}")).collect::<Vec<_>>();
+    let create = "mutation($w: UUID!, $p: [String!]!) { createConversation(input: {workspaceId: $w, topic: \"t\", participantIds: $p}) { participantIds } }";
+    // 1,000 others plus the caller: one too many.
+    let response = api
+        .gql("alice", create, json!({"w": ws, "p": ids(1000)}))
+        .await;
+    assert_eq!(code(&response), "BAD_USER_INPUT", "{response:#}");
+    assert_eq!(
+        response["errors"][0]["extensions"]["field"],
+        "participantIds"
+    );
+    // 999 others, named twice each, plus the caller: exactly 1,000.
+    let mut twice = ids(999);
+    twice.extend(ids(999));
+    let data = api.ok("alice", create, json!({"w": ws, "p": twice})).await;
+    let stored = data["createConversation"]["participantIds"]
+        .as_array()
+        .unwrap();
+    assert_eq!(stored.len(), 1000);
+    assert_eq!(stored[0], "alice");
+}

@@ -157,13 +157,16 @@ fn check_content(content: &str) -> AppResult<()> {
 }
 
 fn participants(me: &str, mut ids: Vec<String>) -> AppResult<Vec<String>> {
-    if ids.len() > crate::graphql::conversation::MAX_PARTICIPANTS
-        || ids.iter().any(|i| i.is_empty() || i.len() > 255)
-    {
-        return Err(AppError::bad_input(
+    let max = crate::graphql::conversation::MAX_PARTICIPANTS;
+    let refused = || {
+        AppError::bad_input(
             "participantIds",
-            "`participantIds` must hold at most 1000 non-empty ids",
-        ));
+            format!("`participantIds` must hold at most {max} distinct non-empty ids, the caller included"),
+        )
+    };
+    // The body limit bounds the list; this bounds the work before the set below.
+    if ids.len() > 2 * max || ids.iter().any(|i| i.is_empty() || i.len() > 255) {
+        return Err(refused());
     }
     if !ids.iter().any(|i| i == me) {
         ids.insert(0, me.to_string());
@@ -171,6 +174,10 @@ fn participants(me: &str, mut ids: Vec<String>) -> AppResult<Vec<String>> {
     // Each id once, in the order first given (`dedup` alone drops only neighbours).
     let mut seen = std::collections::HashSet::with_capacity(ids.len());
     ids.retain(|id| seen.insert(id.clone()));
+    // Counted once the caller is in: the stored list never exceeds the bound.
+    if ids.len() > max {
+        return Err(refused());
+    }
     Ok(ids)
 }
 
