@@ -22,6 +22,8 @@ use async_graphql::parser::types::{
 use async_graphql::parser::Positioned;
 use async_graphql::{Name, Value, Variables};
 
+use crate::graphql::with_variables;
+
 /// The type of every field of every object type.
 #[derive(Debug, Default)]
 pub struct ResponseShape {
@@ -65,53 +67,56 @@ impl ResponseShape {
         Self { fields }
     }
 
-    /// Completes `data`, the result of the operation `operation_name` of `document`,
-    /// in place: keys in selection order, failed fields `null`, nulls propagated.
-    pub fn complete(
+    /// The plan of the operation `operation_name` of `document` (`None`: no such
+    /// operation, or a subscription): made before the operation runs, while its
+    /// variables are at hand (`@skip`/`@include` read them).
+    pub fn plan(
         &self,
         document: &ExecutableDocument,
         operation_name: Option<&str>,
         variables: &Variables,
-        data: &mut Value,
-    ) {
+    ) -> Option<ResultPlan> {
         let operation = match (&document.operations, operation_name) {
             (DocumentOperations::Single(op), _) => op,
-            (DocumentOperations::Multiple(ops), Some(name)) => match ops.get(name) {
-                Some(op) => op,
-                None => return,
-            },
-            (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-                ops.values().next().expect("one operation")
-            }
-            _ => return,
+            (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name)?,
+            (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next()?,
+            _ => return None,
         };
         let root = match operation.node.ty {
             OperationType::Query => "Query",
             OperationType::Mutation => "Mutation",
-            OperationType::Subscription => return,
+            OperationType::Subscription => return None,
         };
-        if !matches!(data, Value::Object(_)) && !matches!(data, Value::Null) {
-            return;
-        }
         let planner = Planner {
             shape: self,
             document,
             variables,
         };
-        let plan = planner.plan(&[&operation.node.selection_set.node], root);
-        let complete = match data {
-            Value::Object(map) => complete_object(map, &plan),
+        Some(ResultPlan(
+            planner.plan(&[&operation.node.selection_set.node], root),
+        ))
+    }
+}
+
+/// What an operation's result must look like (see [`ResponseShape::plan`]).
+#[derive(Debug)]
+pub struct ResultPlan(Plan);
+
+impl ResultPlan {
+    /// Completes `data`, the operation's result, in place: keys in selection
+    /// order, failed fields `null`, nulls propagated (`data` itself included).
+    pub fn complete(&self, data: &mut Value) {
+        let mut map = match std::mem::take(data) {
+            Value::Object(map) => map,
             // async-graphql answers `null` when every root field failed.
-            _ => {
-                let mut map = IndexMap::new();
-                complete_object(&mut map, &plan) && {
-                    *data = Value::Object(map);
-                    true
-                }
+            Value::Null => IndexMap::new(),
+            other => {
+                *data = other;
+                return;
             }
         };
-        if !complete {
-            *data = Value::Null;
+        if complete_object(&mut map, &self.0) {
+            *data = Value::Object(map);
         }
     }
 }
@@ -193,26 +198,25 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// `@skip(if: true)` or `@include(if: false)`, with variables.
+    /// `@skip(if: true)` or `@include(if: false)`, read as async-graphql reads
+    /// them when it drops skipped fields: a condition that is not a boolean
+    /// (a missing variable) counts as `false`.
     fn skipped(&self, directives: &[Positioned<Directive>]) -> bool {
         directives.iter().any(|d| {
-            let skip_when = match d.node.name.node.as_str() {
-                "skip" => true,
-                "include" => false,
+            let include = match d.node.name.node.as_str() {
+                "skip" => false,
+                "include" => true,
                 _ => return false,
             };
-            let condition = d.node.get_argument("if").map(|value| {
-                value
-                    .node
-                    .clone()
-                    .into_const_with(|name| {
-                        Ok::<_, std::convert::Infallible>(
-                            self.variables.get(&name).cloned().unwrap_or(Value::Null),
-                        )
-                    })
-                    .unwrap_or_else(|never| match never {})
-            });
-            matches!(condition, Some(Value::Boolean(b)) if b == skip_when)
+            let Some(value) = d.node.get_argument("if") else {
+                return false;
+            };
+            let condition = with_variables!(value.node, |name: Name| self
+                .variables
+                .get(&name)
+                .cloned()
+                .unwrap_or(Value::Null));
+            include != matches!(condition, Value::Boolean(true))
         })
     }
 }
@@ -277,7 +281,8 @@ mod tests {
         let shape = ResponseShape::from_sdl(SDL);
         let document = async_graphql::parser::parse_query(query).unwrap();
         let mut value = Value::from_json(data).unwrap();
-        shape.complete(&document, None, &Variables::default(), &mut value);
+        let plan = shape.plan(&document, None, &Variables::default()).unwrap();
+        plan.complete(&mut value);
         value.into_json().unwrap()
     }
 
@@ -298,7 +303,8 @@ mod tests {
             ),
             (Name::new("a"), Value::from(1)),
         ]));
-        shape.complete(&document, None, &Variables::default(), &mut value);
+        let plan = shape.plan(&document, None, &Variables::default()).unwrap();
+        plan.complete(&mut value);
         assert_eq!(
             serde_json::to_string(&value).unwrap(),
             r#"{"a":1,"c":{"y":2,"x":1},"b":"s"}"#
@@ -347,6 +353,14 @@ mod tests {
                 serde_json::json!({"a": 1})
             ),
             serde_json::json!({"a": 1})
+        );
+        // As async-graphql reads them: a missing variable is `false`.
+        assert_eq!(
+            completed(
+                "query($v: Boolean) { a b @include(if: $v) c @skip(if: $v) }",
+                serde_json::json!({"a": 1, "c": null})
+            ),
+            serde_json::json!({"a": 1, "c": null})
         );
     }
 }

@@ -10,10 +10,10 @@
 //! `query`), whether the value was written in the document or sent as a
 //! variable; the message gives the whole path (`input.metadata.tags.2`).
 
-use std::convert::Infallible;
-
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{Name, ServerError, ServerResult, Value as ConstValue, Variables};
+
+use crate::graphql::with_variables;
 
 /// Refuses an operation whose arguments, as written or through its variables,
 /// hold a NUL. `literals_checked`: the document's own text passed before (the
@@ -47,18 +47,6 @@ struct Walk<'a> {
     variables: &'a Variables,
 }
 
-/// An argument's value with its variables filled in: the request's value, the
-/// variable's default, or null. A macro: async-graphql does not export the
-/// parser's value type under a name.
-macro_rules! resolved {
-    ($walk:expr, $value:expr) => {
-        $value
-            .clone()
-            .into_const_with(|name| Ok::<_, Infallible>($walk.variable(&name)))
-            .unwrap_or_else(|never| match never {})
-    };
-}
-
 impl Walk<'_> {
     fn document(&self) -> ServerResult<()> {
         for (_, op) in self.document.operations.iter() {
@@ -70,6 +58,7 @@ impl Walk<'_> {
         Ok(())
     }
 
+    /// A variable's value: the request's, else its default, else null.
     fn variable(&self, name: &Name) -> ConstValue {
         if let Some(value) = self.variables.get(name) {
             return value.clone();
@@ -88,7 +77,9 @@ impl Walk<'_> {
         for item in &set.items {
             for directive in item.node.directives() {
                 for (name, value) in &directive.node.arguments {
-                    if let Some(path) = nul_in_const(&resolved!(self, value.node)) {
+                    if let Some(path) = nul_in_const(&with_variables!(value.node, |name: Name| {
+                        self.variable(&name)
+                    })) {
                         return Err(nul_error(name.node.as_str(), &path));
                     }
                 }
@@ -96,7 +87,10 @@ impl Walk<'_> {
             match &item.node {
                 Selection::Field(field) => {
                     for (name, value) in &field.node.arguments {
-                        if let Some(path) = nul_in_const(&resolved!(self, value.node)) {
+                        if let Some(path) = nul_in_const(&with_variables!(
+                            value.node,
+                            |name: Name| self.variable(&name)
+                        )) {
                             return Err(nul_error(name.node.as_str(), &path));
                         }
                     }

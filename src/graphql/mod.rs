@@ -127,12 +127,14 @@ pub async fn execute(
             _ => None,
         }
     });
-    let variables = request.variables.clone();
+    let plan = operation_document
+        .as_ref()
+        .and_then(|document| shape.plan(document, name.as_deref(), &request.variables));
     let mut response = schema.execute(request).await;
     // Only a result that ran has fields to complete (request errors have no path).
-    if let Some(document) = &operation_document {
+    if let Some(plan) = plan {
         if response.errors.iter().all(|e| !e.path.is_empty()) {
-            shape.complete(document, name.as_deref(), &variables, &mut response.data);
+            plan.complete(&mut response.data);
         }
     }
     if let Some((query, document)) = parsed_now {
@@ -145,6 +147,18 @@ pub async fn execute(
     }
     (response, name)
 }
+
+/// `$value` (the parser's value type, which async-graphql does not export under a
+/// name) as a constant, each variable replaced by `$lookup(name)`.
+macro_rules! with_variables {
+    ($value:expr, $lookup:expr) => {
+        $value
+            .clone()
+            .into_const_with(|name| Ok::<_, std::convert::Infallible>($lookup(name)))
+            .unwrap_or_else(|never| match never {})
+    };
+}
+pub(crate) use with_variables;
 
 /// async-graphql's own refusal when validation measures a complexity over the limit.
 const TOO_COMPLEX: &str = "Query is too complex.";
