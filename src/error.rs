@@ -79,6 +79,15 @@ impl AppError {
         AppError::Internal { id }
     }
 
+    /// The same, as a response error without a position: for the checks that
+    /// refuse a request before it runs.
+    pub fn to_server_error(&self) -> async_graphql::ServerError {
+        let error = self.to_graphql();
+        let mut server = async_graphql::ServerError::new(error.message, None);
+        server.extensions = error.extensions;
+        server
+    }
+
     /// The GraphQL error with its `extensions.code` (and `field`, when known).
     pub fn to_graphql(&self) -> async_graphql::Error {
         async_graphql::Error::new(self.to_string()).extend_with(|_, ext| {
@@ -275,5 +284,18 @@ mod tests {
             let ext = e.to_graphql().extensions.expect("extensions");
             assert_eq!(ext.get("code"), Some(&async_graphql::Value::from(code)));
         }
+    }
+
+    #[test]
+    fn a_refusal_before_execution_carries_the_same_code_field_and_message() {
+        let e = AppError::bad_input("name", "too long").to_server_error();
+        assert_eq!(e.message, "too long");
+        assert!(e.locations.is_empty() && e.path.is_empty());
+        let ext = e.extensions.expect("extensions");
+        assert_eq!(
+            ext.get("code"),
+            Some(&async_graphql::Value::from("BAD_USER_INPUT"))
+        );
+        assert_eq!(ext.get("field"), Some(&async_graphql::Value::from("name")));
     }
 }

@@ -35,10 +35,23 @@ pub struct GraphqlState {
 
 /// A refusal by one of the request limits, naming it like the query limits do.
 fn limit_response(status: StatusCode, limit: &str, message: String) -> Response {
+    coded_limit_response(status, "BAD_USER_INPUT", limit, message)
+}
+
+/// A refusal naming the limit, with the given code.
+fn coded_limit_response(status: StatusCode, code: &str, limit: &str, message: String) -> Response {
     let body = serde_json::json!({
-        "errors": [{"message": message, "extensions": {"code": "BAD_USER_INPUT", "limit": limit}}]
+        "errors": [{"message": message, "extensions": {"code": code, "limit": limit}}]
     });
     (status, Json(body)).into_response()
+}
+
+/// The request's id (`X-Request-Id`, set by the router's layer), `-` without one.
+fn request_id(headers: &HeaderMap) -> &str {
+    headers
+        .get(crate::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
 }
 
 fn error_response(status: StatusCode, error: AppError) -> Response {
@@ -135,22 +148,19 @@ async fn execute(state: &GraphqlState, headers: &HeaderMap, batch: BatchRequest)
     match tokio::time::timeout(timeout, work).await {
         Ok(Ok(response)) => response,
         Ok(Err(over)) => {
-            let request_id = headers
-                .get(crate::REQUEST_ID_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
             tracing::warn!(
                 target: "cortex::request",
-                request_id,
+                request_id = request_id(headers),
                 cpu_ms = over.spent.as_millis() as u64,
                 "graphql request stopped: over its CPU budget"
             );
             let budget_ms = budget.unwrap_or_default().as_millis();
-            let body = serde_json::json!({"errors": [{
-                "message": format!("the request used more than its CPU budget of {budget_ms} ms and was stopped; see QUERY_CPU_BUDGET_MS"),
-                "extensions": {"code": AppError::Timeout.code(), "limit": "cpu"},
-            }]});
-            (StatusCode::GATEWAY_TIMEOUT, Json(body)).into_response()
+            coded_limit_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                AppError::Timeout.code(),
+                "cpu",
+                format!("the request used more than its CPU budget of {budget_ms} ms and was stopped; see QUERY_CPU_BUDGET_MS"),
+            )
         }
         Err(_) => error_response(StatusCode::GATEWAY_TIMEOUT, AppError::Timeout),
     }
@@ -166,11 +176,7 @@ async fn execute_checked(
         Err(response) => return response,
     };
     let show_cost = state.app.config.is_embedded();
-    let request_id = headers
-        .get(crate::REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_string();
+    let request_id = request_id(headers).to_string();
     let run = |request: async_graphql::Request| {
         let ctx = ctx.clone();
         let request_id = request_id.clone();

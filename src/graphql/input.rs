@@ -13,6 +13,7 @@
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{Name, ServerError, ServerResult, Value as ConstValue, Variables};
 
+use crate::error::AppError;
 use crate::graphql::with_variables;
 
 /// Refuses an operation whose arguments, as written or through its variables,
@@ -158,14 +159,11 @@ fn nul_error(argument: &str, path: &[Step]) -> ServerError {
         Some(Step::Key(key)) => key.replace('\0', "\\u0000"),
         _ => argument.to_string(),
     };
-    let mut error = ServerError::new(
+    AppError::bad_input(
+        field,
         format!("`{whole}` must not contain the NUL character (\\u0000)"),
-        None,
-    );
-    let ext = error.extensions.get_or_insert_with(Default::default);
-    ext.set("code", ConstValue::from("BAD_USER_INPUT"));
-    ext.set("field", ConstValue::from(field));
-    error
+    )
+    .to_server_error()
 }
 
 #[cfg(test)]

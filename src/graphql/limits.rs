@@ -217,12 +217,11 @@ pub fn limit_error(limit: &str, message: String) -> ServerError {
 /// A document that is not valid GraphQL, with the code async-graphql's own
 /// validation errors get (see [`super::normalize_error`]).
 fn validation_error(message: String) -> ServerError {
-    let mut error = ServerError::new(message, None);
-    error
-        .extensions
-        .get_or_insert_with(Default::default)
-        .set("code", Value::from("BAD_USER_INPUT"));
-    error
+    crate::error::AppError::BadUserInput {
+        message,
+        field: None,
+    }
+    .to_server_error()
 }
 
 /// A measured count, `usize::MAX` (saturated) shown as "more than" it.
