@@ -38,11 +38,28 @@ pub struct Claims {
     pub exp: i64,
 }
 
-/// The authenticated caller every loader and repository call is scoped to.
+/// The authenticated caller every loader and repository call is scoped to
+/// (through [`crate::db::scope::Scope`]). Only this module makes one: from a
+/// verified token of an active user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    /// `users.user_id`.
-    pub user_id: String,
+    user_id: String,
+}
+
+impl Caller {
+    /// `users.user_id` (the token's `sub`).
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+
+    /// A caller without a token, for the fuzz targets (which run without a
+    /// database); not in any build without the `fuzzing` feature.
+    #[cfg(feature = "fuzzing")]
+    pub fn for_fuzzing(user_id: &str) -> Self {
+        Self {
+            user_id: user_id.to_string(),
+        }
+    }
 }
 
 /// Signs and verifies tokens, and resolves them to callers.

@@ -12,10 +12,10 @@ use serde_json::{json, Value};
 
 const CREATE_WS: &str = "mutation($name: String!, $m: JSON) { createWorkspace(input: {name: $name, metadata: $m}) { id name ownerId } }";
 const CREATE_CONV: &str =
-    "mutation($w: UUID!, $t: String!) { createConversation(input: {workspaceId: $w, topic: $t, participantIds: [\"bob\"]}) { id participantIds } }";
+    "mutation($w: UUID!, $t: String!) { createConversation(input: {workspaceId: $w, topic: $t, participantIds: [\"carol\"]}) { id participantIds } }";
 const SEND: &str = "mutation($c: UUID!, $text: String!) { sendMessage(input: {conversationId: $c, content: $text}) { id senderId content } }";
 
-/// alice owns a workspace with a conversation and a message; bob owns nothing yet.
+/// alice owns a workspace with a conversation (carol takes part) and a message; bob owns nothing yet.
 async fn alice_world(api: &Api) -> (String, String, String) {
     let ws = api
         .ok(
@@ -249,7 +249,7 @@ async fn mutations_create_update_and_delete_with_validation() {
     let conv_row = api.ok("alice", "query($id: UUID!) { conversation(id: $id) { participantIds participants { userId } } }", json!({"id": conv})).await;
     assert_eq!(
         conv_row["conversation"]["participantIds"],
-        json!(["alice", "bob"])
+        json!(["alice", "carol"])
     );
     let updated = api
         .ok("alice", "mutation($id: UUID!) { updateWorkspace(id: $id, input: {description: \"new\"}) { name description } }", json!({"id": ws}))

@@ -5,7 +5,7 @@ mod common;
 use chrono::{Duration, TimeZone, Utc};
 use common::TestDb;
 use cortex::db::conversations::{self, ConversationChanges, ConversationFilter, NewConversation};
-use cortex::db::messages::{self, MessageChanges, MessageFilter, NewMessage, SearchScope};
+use cortex::db::messages::{self, MessageChanges, MessageFilter, NewMessage, SearchWithin};
 use cortex::db::metadata::{MetadataFilter, PathPredicate};
 use cortex::db::users::{self, NewUser, UserChanges};
 use cortex::db::workspaces::{self, NewWorkspace, WorkspaceChanges, WorkspaceFilter};
@@ -491,7 +491,7 @@ async fn messages_list_latest_count_by_sender_update_delete() {
 }
 
 #[tokio::test]
-async fn full_text_search_ranks_and_stays_inside_the_owners_workspaces() {
+async fn full_text_search_ranks_and_stays_inside_the_given_conversations() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     alice(&mut conn).await;
@@ -535,33 +535,44 @@ async fn full_text_search_ranks_and_stays_inside_the_owners_workspaces() {
     .await
     .unwrap();
 
-    let scope = SearchScope {
-        owner_id: "alice".into(),
-        ..Default::default()
+    // What the scope module passes for alice: her workspace's conversations.
+    let alices = |conversation_id: Option<Uuid>| {
+        use cortex::db::schema::conversations as c;
+        use diesel::prelude::*;
+        SearchWithin {
+            conversations: c::table
+                .filter(c::workspace_id.eq(ws.id))
+                .select(c::id)
+                .into_boxed(),
+            workspace_id: None,
+            conversation_id,
+        }
     };
-    let hits = messages::search(&mut conn, "migration", &scope, None, 10)
+    let hits = messages::search(&mut conn, "migration", alices(None), None, 10)
         .await
         .unwrap();
-    assert_eq!(hits.len(), 2, "bob's message is not alice's to find");
+    assert_eq!(
+        hits.len(),
+        2,
+        "bob's message is outside the conversations given"
+    );
     assert!(hits[0].rank >= hits[1].rank);
     assert!(hits[0].message.content.starts_with("migration migration"));
     assert!(hits[0].headline.contains("<b>"));
-    let phrase = messages::search(&mut conn, "\"database migration\"", &scope, None, 10)
+    let phrase = messages::search(&mut conn, "\"database migration\"", alices(None), None, 10)
         .await
         .unwrap();
     assert_eq!(phrase.len(), 1);
-    let none = messages::search(&mut conn, "-migration lunch", &scope, None, 10)
+    let none = messages::search(&mut conn, "-migration lunch", alices(None), None, 10)
         .await
         .unwrap();
     assert_eq!(none.len(), 1);
-    let scoped = SearchScope {
-        conversation_id: Some(bc.id),
-        ..scope.clone()
-    };
-    assert!(messages::search(&mut conn, "migration", &scoped, None, 10)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        messages::search(&mut conn, "migration", alices(Some(bc.id)), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]

@@ -40,9 +40,7 @@ static CONTEXT: LazyLock<Arc<RequestContext>> = LazyLock::new(|| {
         )
         .await
         .unwrap();
-        let caller = Caller {
-            user_id: "fuzz".into(),
-        };
+        let caller = Caller::for_fuzzing("fuzz");
         Arc::new(RequestContext::new(
             db,
             Some(caller),

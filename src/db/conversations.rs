@@ -169,18 +169,3 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool>
         .await?
         > 0)
 }
-
-/// A conversation together with its workspace's owner (for authorization).
-pub async fn get_with_owner(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-) -> QueryResult<Option<(Conversation, String)>> {
-    use crate::db::schema::workspaces;
-    conversations::table
-        .inner_join(workspaces::table)
-        .filter(conversations::id.eq(id))
-        .select((Conversation::as_select(), workspaces::owner_id))
-        .first(conn)
-        .await
-        .optional()
-}

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::db::conversations::Conversation;
 use crate::db::metadata::{metadata_predicate_for, MetadataFilter};
-use crate::db::schema::{conversations, messages, sql_types::Tsvector, workspaces};
+use crate::db::schema::{conversations, messages, sql_types::Tsvector};
 use crate::db::{keyset_page, Page, PageArgs};
 
 metadata_predicate_for!(messages);
@@ -107,41 +107,6 @@ pub async fn create(conn: &mut AsyncPgConnection, new: &NewMessage) -> QueryResu
         .returning(Message::as_returning())
         .get_result(conn)
         .await
-}
-
-/// Inserts a message if its conversation belongs to a workspace of `owner_id`, in one
-/// statement (`INSERT … SELECT`): `None` when the conversation is missing or not the
-/// owner's, so the caller tells the two apart only on that failure path.
-pub async fn create_in_owned_conversation(
-    conn: &mut AsyncPgConnection,
-    new: &NewMessage,
-    owner_id: &str,
-) -> QueryResult<Option<Message>> {
-    use diesel::sql_types::{Jsonb, Timestamptz};
-    let source = conversations::table
-        .inner_join(workspaces::table)
-        .filter(conversations::id.eq(new.conversation_id))
-        .filter(workspaces::owner_id.eq(owner_id))
-        .select((
-            conversations::id,
-            new.sender_id.as_str().into_sql::<Text>(),
-            new.content.as_str().into_sql::<Text>(),
-            new.timestamp.into_sql::<Timestamptz>(),
-            (&new.metadata).into_sql::<Jsonb>(),
-        ));
-    diesel::insert_into(messages::table)
-        .values(source)
-        .into_columns((
-            messages::conversation_id,
-            messages::sender_id,
-            messages::content,
-            messages::timestamp,
-            messages::metadata,
-        ))
-        .returning(Message::as_returning())
-        .get_result(conn)
-        .await
-        .optional()
 }
 
 /// The message with this id.
@@ -298,10 +263,10 @@ diesel::define_sql_function! {
 diesel::infix_operator!(Matches, " @@ ", backend: diesel::pg::Pg);
 
 /// Where to search.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct SearchScope {
-    /// Only messages in workspaces of this owner (always set from the caller).
-    pub owner_id: String,
+pub struct SearchWithin {
+    /// Only messages of these conversations (the caller's readable ones: see
+    /// [`crate::db::scope::Scope::readable_conversation_ids`]).
+    pub conversations: crate::db::scope::ConversationIds,
     /// Only this workspace.
     pub workspace_id: Option<Uuid>,
     /// Only this conversation.
@@ -386,7 +351,7 @@ impl SearchHit {
 pub async fn search(
     conn: &mut AsyncPgConnection,
     text: &str,
-    scope: &SearchScope,
+    within: SearchWithin,
     after: Option<SearchKey>,
     limit: i64,
 ) -> QueryResult<Vec<SearchHit>> {
@@ -397,14 +362,14 @@ pub async fn search(
     let query = || websearch_to_tsquery(english.clone(), text.to_string());
     let rank = ts_rank(messages::tsv, query());
     let mut q = messages::table
-        .inner_join(conversations::table.inner_join(workspaces::table))
-        .filter(workspaces::owner_id.eq(scope.owner_id.clone()))
+        .inner_join(conversations::table)
+        .filter(messages::conversation_id.eq_any(within.conversations))
         .filter(Matches::new(messages::tsv, query()))
         .into_boxed();
-    if let Some(ws) = scope.workspace_id {
+    if let Some(ws) = within.workspace_id {
         q = q.filter(conversations::workspace_id.eq(ws));
     }
-    if let Some(c) = scope.conversation_id {
+    if let Some(c) = within.conversation_id {
         q = q.filter(messages::conversation_id.eq(c));
     }
     if let Some(key) = after {
@@ -445,18 +410,4 @@ pub async fn search(
             headline: html_headline(&headline),
         })
         .collect())
-}
-
-/// A message together with its workspace's owner (for authorization).
-pub async fn get_with_owner(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-) -> QueryResult<Option<(Message, String)>> {
-    messages::table
-        .inner_join(conversations::table.inner_join(workspaces::table))
-        .filter(messages::id.eq(id))
-        .select((Message::as_select(), workspaces::owner_id))
-        .first(conn)
-        .await
-        .optional()
 }

@@ -1,5 +1,6 @@
-//! The data layer: connection pool, embedded cluster, migrations, schema and one
-//! model-and-repository file per table. Functions here return diesel's `QueryResult`;
+//! The data layer: connection pool, embedded cluster, migrations, schema, one
+//! model-and-repository file per table, and [`scope`], the one place the access
+//! rules live (the API reads and writes only through it). Functions here return diesel's `QueryResult`;
 //! the API edge turns failures into [`crate::error::AppError`].
 
 pub mod cluster;
@@ -8,6 +9,7 @@ pub mod messages;
 pub mod metadata;
 pub mod migrations;
 pub mod schema;
+pub mod scope;
 pub mod tls;
 pub mod users;
 pub mod workspaces;

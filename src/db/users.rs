@@ -23,6 +23,14 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
 }
 
+/// What any caller may be shown of another user: the id and display name.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
+pub struct UserName {
+    pub user_id: String,
+    pub name: String,
+}
+
 /// A user to insert.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = users)]

@@ -32,6 +32,10 @@ impl Cursor {
     }
 }
 
+/// A root list's `totalCount`, run only when a client asks for it.
+pub type LazyTotal =
+    Box<dyn Fn() -> futures_util::future::BoxFuture<'static, AppResult<i64>> + Send + Sync>;
+
 /// Relay's page information.
 #[derive(Debug, Clone)]
 pub struct PageInfo {

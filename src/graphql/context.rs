@@ -9,14 +9,15 @@ use async_graphql::Context;
 use futures_util::future::BoxFuture;
 
 use crate::auth::Caller;
+use crate::db::scope::Scope;
 use crate::db::{Database, DbConn, QueryStats};
 use crate::error::{AppError, AppResult};
 use crate::graphql::loaders::CortexLoader;
 
 /// Per-request state, created by the HTTP handler and never shared between requests.
 pub struct RequestContext {
-    /// The authenticated caller, when a token was given.
-    pub caller: Option<Caller>,
+    /// What the authenticated caller may see and do, when a token was given.
+    pub scope: Option<Scope>,
     /// The pool.
     pub db: Database,
     /// Statements and database time of this request.
@@ -30,15 +31,16 @@ impl RequestContext {
     /// in the same poll, so a short wait suffices (`LOADER_DELAY_US`).
     pub fn new(db: Database, caller: Option<Caller>, loader_delay: std::time::Duration) -> Self {
         let stats = Arc::new(QueryStats::default());
-        let loader = caller.as_ref().map(|c| {
+        let scope = caller.map(Scope::new);
+        let loader = scope.as_ref().map(|scope| {
             DataLoader::new(
-                CortexLoader::new(db.clone(), c.user_id.clone(), stats.clone()),
+                CortexLoader::new(db.clone(), scope.clone(), stats.clone()),
                 tokio::spawn,
             )
             .delay(loader_delay)
         });
         Self {
-            caller,
+            scope,
             db,
             stats,
             loader,
@@ -52,9 +54,9 @@ pub fn request<'a>(ctx: &Context<'a>) -> &'a RequestContext {
         .0
 }
 
-/// The caller, or `UNAUTHENTICATED`.
-pub fn caller<'a>(ctx: &Context<'a>) -> AppResult<&'a Caller> {
-    request(ctx).caller.as_ref().ok_or_else(|| {
+/// The caller's scope, or `UNAUTHENTICATED`: every read and write goes through it.
+pub fn scope<'a>(ctx: &Context<'a>) -> AppResult<&'a Scope> {
+    request(ctx).scope.as_ref().ok_or_else(|| {
         AppError::Unauthenticated("an `Authorization: Bearer <token>` header is required".into())
     })
 }
@@ -67,7 +69,7 @@ pub async fn conn<'a>(ctx: &Context<'a>) -> AppResult<DbConn<'a>> {
 
 /// The request's loader, once the caller is known.
 fn loader<'a>(ctx: &Context<'a>) -> AppResult<&'a DataLoader<CortexLoader>> {
-    caller(ctx)?;
+    scope(ctx)?;
     Ok(request(ctx).loader.as_ref().expect("a caller has a loader"))
 }
 

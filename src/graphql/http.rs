@@ -227,7 +227,7 @@ async fn execute_checked(
                 target: "cortex::request",
                 request_id,
                 operation = operation.as_deref().unwrap_or("-"),
-                user = ctx.caller.as_ref().map_or("-", |c| c.user_id.as_str()),
+                user = ctx.scope.as_ref().map_or("-", |s| s.user_id()),
                 statements,
                 db_ms = round2(db_ms),
                 cpu_ms = round2(cpu_ms),

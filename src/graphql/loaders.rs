@@ -1,6 +1,6 @@
 //! Per-request DataLoaders: every nested field is batched into one SQL statement per
-//! level of the query, whatever the number of parents. Each loader carries the caller
-//! and only ever returns rows inside the caller's workspaces.
+//! level of the query, whatever the number of parents. Each loader reads through the
+//! caller's [`Scope`], so it only ever returns rows the caller may see.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -8,32 +8,27 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use async_graphql::dataloader::Loader;
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use crate::db::conversations::{self, Conversation, ConversationFilter};
-use crate::db::messages::{self, Message, MessageFilter};
-use crate::db::schema::{conversations as c, messages as m, users as u, workspaces as w};
-use crate::db::users::User;
+use crate::db::conversations::{Conversation, ConversationFilter};
+use crate::db::messages::{Message, MessageFilter};
+use crate::db::scope::Scope;
+use crate::db::users::UserName;
 use crate::db::workspaces::Workspace;
-use crate::db::{
-    keyset_page, ordered_page, parent_id, Database, Page, PageArgs, PerParent, QueryStats, SortKey,
-    TaggedPerParent, TimeOrder,
-};
+use crate::db::{Database, Page, PageArgs, QueryStats, SortKey, TimeOrder};
 use crate::error::AppError;
 
 /// The one loader type: it implements [`Loader`] for each key type below.
 pub struct CortexLoader {
     db: Database,
-    owner: String,
+    scope: Scope,
     stats: Arc<QueryStats>,
 }
 
 impl CortexLoader {
-    /// A loader for one request by `owner`.
-    pub fn new(db: Database, owner: String, stats: Arc<QueryStats>) -> Self {
-        Self { db, owner, stats }
+    /// A loader for one request, reading through the caller's scope.
+    pub fn new(db: Database, scope: Scope, stats: Arc<QueryStats>) -> Self {
+        Self { db, scope, stats }
     }
 
     async fn conn(&self) -> Result<crate::db::DbConn<'_>, Arc<AppError>> {
@@ -169,50 +164,6 @@ fn ascending(order: TimeOrder, from_end: bool) -> bool {
     matches!(order, TimeOrder::CreatedAsc | TimeOrder::UpdatedAsc) != from_end
 }
 
-/// Workspaces of `owner` (a subquery for scoping).
-fn owned_workspaces(
-    owner: &str,
-) -> w::BoxedQuery<'static, diesel::pg::Pg, diesel::sql_types::Uuid> {
-    w::table
-        .filter(w::owner_id.eq(owner.to_string()))
-        .select(w::id)
-        .into_boxed()
-}
-
-/// Conversations inside workspaces of `owner` (a subquery for scoping).
-fn owned_conversations(
-    owner: &str,
-) -> c::BoxedQuery<'static, diesel::pg::Pg, diesel::sql_types::Uuid> {
-    c::table
-        .filter(c::workspace_id.eq_any(owned_workspaces(owner)))
-        .select(c::id)
-        .into_boxed()
-}
-
-/// `parent.id` is a workspace of `owner`: the scope of a [`PerParent`] over workspaces.
-fn parent_workspace_owned_by(
-    owner: &str,
-) -> impl diesel::query_builder::QueryFragment<diesel::pg::Pg> + Send + 'static {
-    w::table
-        .filter(w::id.eq(parent_id()))
-        .select(w::owner_id)
-        .single_value()
-        .eq(owner.to_string())
-}
-
-/// `parent.id` is a conversation in a workspace of `owner`: the scope of a
-/// [`PerParent`] over conversations.
-fn parent_conversation_owned_by(
-    owner: &str,
-) -> impl diesel::query_builder::QueryFragment<diesel::pg::Pg> + Send + 'static {
-    c::table
-        .inner_join(w::table)
-        .filter(c::id.eq(parent_id()))
-        .select(w::owner_id)
-        .single_value()
-        .eq(owner.to_string())
-}
-
 /// Conversations of a workspace: one page per workspace.
 pub type ConversationPageKey = PageKey<ConversationFilter>;
 
@@ -230,13 +181,9 @@ impl Loader<ConversationPageKey> for CortexLoader {
         let mut conn = self.conn().await?;
         let mut out = HashMap::new();
         for (query, parents) in groups(keys) {
-            let inner = conversations::filtered(&query.filter)
-                .filter(c::workspace_id.eq(parent_id()))
-                .select(Conversation::as_select());
-            let inner = ordered_page!(inner, &query.args, conversations);
-            let scope = parent_workspace_owned_by(&self.owner);
-            let rows: Vec<Conversation> = PerParent::new(parents.clone(), scope, inner)
-                .load(&mut conn)
+            let rows = self
+                .scope
+                .conversation_pages(&mut conn, parents.clone(), &query.filter, &query.args)
                 .await
                 .map_err(db_err)?;
             let rows: Vec<Arc<Conversation>> = rows.into_iter().map(Arc::new).collect();
@@ -279,13 +226,16 @@ impl Loader<MessagePageKey> for CortexLoader {
         let mut conn = self.conn().await?;
         let mut out = HashMap::new();
         for (query, parents) in groups(keys) {
-            let inner = messages::filtered(&query.filter.criteria)
-                .filter(m::conversation_id.eq(parent_id()))
-                .select(messages::columns(query.filter.with_metadata));
-            let inner = keyset_page!(inner, &query.args, m::timestamp, m::id, asc);
-            let scope = parent_conversation_owned_by(&self.owner);
-            let rows: Vec<Message> = PerParent::new(parents.clone(), scope, inner)
-                .load(&mut conn)
+            let filter = &query.filter;
+            let rows = self
+                .scope
+                .message_pages(
+                    &mut conn,
+                    parents.clone(),
+                    &filter.criteria,
+                    filter.with_metadata,
+                    &query.args,
+                )
                 .await
                 .map_err(db_err)?;
             let rows: Vec<Arc<Message>> = rows.into_iter().map(Arc::new).collect();
@@ -320,12 +270,9 @@ impl Loader<ConversationCountKey> for CortexLoader {
         let inner: Vec<_> = keys.iter().map(|k| k.0.clone()).collect();
         let mut out = HashMap::new();
         for (query, parents) in groups(&inner) {
-            let inner = conversations::filtered(&query.filter)
-                .filter(c::workspace_id.eq(parent_id()))
-                .count();
-            let scope = parent_workspace_owned_by(&self.owner);
-            let counts: Vec<(Uuid, i64)> = TaggedPerParent::new(parents.clone(), scope, inner)
-                .load(&mut conn)
+            let counts = self
+                .scope
+                .conversation_counts(&mut conn, parents.clone(), &query.filter)
                 .await
                 .map_err(db_err)?;
             let counts = zero_filled(&parents, counts);
@@ -352,12 +299,9 @@ impl Loader<MessageCountKey> for CortexLoader {
         let inner: Vec<_> = keys.iter().map(|k| k.0.clone()).collect();
         let mut out = HashMap::new();
         for (query, parents) in groups(&inner) {
-            let inner = messages::filtered(&query.filter.criteria)
-                .filter(m::conversation_id.eq(parent_id()))
-                .count();
-            let scope = parent_conversation_owned_by(&self.owner);
-            let counts: Vec<(Uuid, i64)> = TaggedPerParent::new(parents.clone(), scope, inner)
-                .load(&mut conn)
+            let counts = self
+                .scope
+                .message_counts(&mut conn, parents.clone(), &query.filter.criteria)
                 .await
                 .map_err(db_err)?;
             let counts = zero_filled(&parents, counts);
@@ -396,15 +340,9 @@ impl Loader<LatestMessagesKey> for CortexLoader {
                 .filter(|k| k.limit == limit)
                 .map(|k| k.conversation_id)
                 .collect();
-            let inner = m::table
-                .filter(m::conversation_id.eq(parent_id()))
-                .order((m::timestamp.desc(), m::id.desc()))
-                .limit(limit)
-                .select(Message::as_select())
-                .into_boxed();
-            let scope = parent_conversation_owned_by(&self.owner);
-            let rows: Vec<Message> = PerParent::new(parents.clone(), scope, inner)
-                .load(&mut conn)
+            let rows = self
+                .scope
+                .latest_messages(&mut conn, parents.clone(), limit)
                 .await
                 .map_err(db_err)?;
             let rows: Vec<Arc<Message>> = rows.into_iter().map(Arc::new).collect();
@@ -438,12 +376,9 @@ impl Loader<SenderCountsKey> for CortexLoader {
         crate::metrics::record_batch("SenderCountsKey", keys.len());
         let mut conn = self.conn().await?;
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows: Vec<(Uuid, String, i64)> = m::table
-            .filter(m::conversation_id.eq_any(ids.clone()))
-            .filter(m::conversation_id.eq_any(owned_conversations(&self.owner)))
-            .group_by((m::conversation_id, m::sender_id))
-            .select((m::conversation_id, m::sender_id, diesel::dsl::count_star()))
-            .load(&mut conn)
+        let rows = self
+            .scope
+            .sender_counts(&mut conn, ids.clone())
             .await
             .map_err(db_err)?;
         let mut out: HashMap<SenderCountsKey, Self::Value> = ids
@@ -462,29 +397,31 @@ impl Loader<SenderCountsKey> for CortexLoader {
     }
 }
 
-/// A user by `user_id` (owners, senders, participants of the caller's rows).
+/// A user's public name by `user_id` (owners, senders, participants).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct UserKey(pub String);
+pub struct UserNameKey(pub String);
 
 // Shared, not copied: every message of a nested page resolves its sender through
-// this loader, and each of those 2,000 loads used to clone the row (metadata included).
-impl Loader<UserKey> for CortexLoader {
-    type Value = Arc<User>;
+// this loader.
+impl Loader<UserNameKey> for CortexLoader {
+    type Value = Arc<UserName>;
     type Error = Arc<AppError>;
 
-    async fn load(&self, keys: &[UserKey]) -> Result<HashMap<UserKey, Arc<User>>, Self::Error> {
-        crate::metrics::record_batch("UserKey", keys.len());
+    async fn load(
+        &self,
+        keys: &[UserNameKey],
+    ) -> Result<HashMap<UserNameKey, Arc<UserName>>, Self::Error> {
+        crate::metrics::record_batch("UserNameKey", keys.len());
         let mut conn = self.conn().await?;
         let ids: Vec<String> = keys.iter().map(|k| k.0.clone()).collect();
-        let rows: Vec<User> = u::table
-            .filter(u::user_id.eq_any(ids))
-            .select(User::as_select())
-            .load(&mut conn)
+        let rows = self
+            .scope
+            .user_names(&mut conn, ids)
             .await
             .map_err(db_err)?;
         Ok(rows
             .into_iter()
-            .map(|u| (UserKey(u.user_id.clone()), Arc::new(u)))
+            .map(|u| (UserNameKey(u.user_id.clone()), Arc::new(u)))
             .collect())
     }
 }
@@ -504,18 +441,16 @@ impl Loader<WorkspaceKey> for CortexLoader {
         crate::metrics::record_batch("WorkspaceKey", keys.len());
         let mut conn = self.conn().await?;
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows: Vec<Workspace> = w::table
-            .filter(w::id.eq_any(ids))
-            .filter(w::owner_id.eq(&self.owner))
-            .select(Workspace::as_select())
-            .load(&mut conn)
+        let rows = self
+            .scope
+            .workspaces_by_id(&mut conn, ids)
             .await
             .map_err(db_err)?;
         Ok(rows.into_iter().map(|r| (WorkspaceKey(r.id), r)).collect())
     }
 }
 
-/// A conversation by id, only inside the caller's workspaces.
+/// A conversation by id, only when the caller may read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConversationKey(pub Uuid);
 
@@ -530,11 +465,9 @@ impl Loader<ConversationKey> for CortexLoader {
         crate::metrics::record_batch("ConversationKey", keys.len());
         let mut conn = self.conn().await?;
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows: Vec<Conversation> = c::table
-            .filter(c::id.eq_any(ids))
-            .filter(c::workspace_id.eq_any(owned_workspaces(&self.owner)))
-            .select(Conversation::as_select())
-            .load(&mut conn)
+        let rows = self
+            .scope
+            .conversations_by_id(&mut conn, ids)
             .await
             .map_err(db_err)?;
         Ok(rows

@@ -7,13 +7,13 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::db::messages::Message as MessageRow;
-use crate::db::users::User as UserRow;
+use crate::db::users::UserName;
 use crate::error::{AppError, AppResult};
 use crate::graphql::budget::Checked;
 use crate::graphql::connection::{Cursor, PageInfo};
 use crate::graphql::context::load;
 use crate::graphql::conversation::Conversation;
-use crate::graphql::loaders::{ConversationKey, MessageCountKey, UserKey};
+use crate::graphql::loaders::{ConversationKey, MessageCountKey, UserNameKey};
 use crate::graphql::plain::{Plain, PlainFields, PlainSelection};
 use crate::graphql::user::UserProfile;
 
@@ -30,7 +30,7 @@ enum Sender {
     /// Not asked: `sender` loads it through the request's loader.
     NotLoaded,
     /// Loaded with the senders of the whole list (`None`: no such user).
-    Loaded(Option<Arc<UserRow>>),
+    Loaded(Option<Arc<UserName>>),
 }
 
 impl From<MessageRow> for Message {
@@ -52,7 +52,7 @@ impl From<Arc<MessageRow>> for Message {
 
 impl Message {
     /// A message whose sender was loaded with the rest of its list.
-    pub fn with_sender(row: Arc<MessageRow>, sender: Option<Arc<UserRow>>) -> Self {
+    pub fn with_sender(row: Arc<MessageRow>, sender: Option<Arc<UserName>>) -> Self {
         Self {
             row,
             sender: Sender::Loaded(sender),
@@ -94,7 +94,7 @@ impl Message {
     async fn sender(&self, ctx: &Context<'_>) -> AppResult<UserProfile> {
         let found = match &self.sender {
             Sender::Loaded(sender) => sender.clone(),
-            Sender::NotLoaded => load(ctx, UserKey(self.row.sender_id.clone())).await?,
+            Sender::NotLoaded => load(ctx, UserNameKey(self.row.sender_id.clone())).await?,
         };
         found
             .map(|row| UserProfile::met(&row))

@@ -1,18 +1,19 @@
-//! The `Mutation` root: the seed's services, each checked against the caller.
+//! The `Mutation` root: the seed's services. Each validates its input and writes
+//! through the caller's scope (`db::scope`), which holds the access rules.
 
 use async_graphql::{Context, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::db::conversations::{self, ConversationChanges, NewConversation};
-use crate::db::messages::{self, MessageChanges, NewMessage};
-use crate::db::workspaces::{self, NewWorkspace, WorkspaceChanges};
+use crate::db::conversations::ConversationChanges;
+use crate::db::messages::MessageChanges;
+use crate::db::scope::{ConversationDraft, MessageDraft, WorkspaceDraft};
+use crate::db::workspaces::WorkspaceChanges;
 use crate::error::{AppError, AppResult};
-use crate::graphql::context::{caller, conn};
+use crate::graphql::context::{conn, scope};
 use crate::graphql::conversation::Conversation;
 use crate::graphql::message::Message;
-use crate::graphql::query::authorize;
 use crate::graphql::workspace::Workspace;
 
 /// Write operations.
@@ -181,13 +182,6 @@ fn participants(me: &str, mut ids: Vec<String>) -> AppResult<Vec<String>> {
     Ok(ids)
 }
 
-fn owned<T>(row: Option<T>, owner: impl Fn(&T) -> String) -> Option<(T, String)> {
-    row.map(|r| {
-        let o = owner(&r);
-        (r, o)
-    })
-}
-
 #[Object(name = "Mutation")]
 impl MutationRoot {
     /// Creates a workspace owned by the caller.
@@ -196,17 +190,17 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: CreateWorkspaceInput,
     ) -> AppResult<Workspace> {
-        let me = caller(ctx)?;
+        let scope = scope(ctx)?;
         check_len("name", &input.name, 100)?;
-        let new = NewWorkspace {
+        let draft = WorkspaceDraft {
             name: input.name,
             description: input.description,
-            owner_id: me.user_id.clone(),
             metadata: check_metadata(input.metadata)?.unwrap_or_else(|| serde_json::json!({})),
         };
-        Ok(Workspace(
-            workspaces::create(&mut *conn(ctx).await?, &new).await?,
-        ))
+        let created = scope
+            .create_workspace(&mut *conn(ctx).await?, draft)
+            .await?;
+        Ok(Workspace(created))
     }
 
     /// Changes one of the caller's workspaces.
@@ -216,7 +210,7 @@ impl MutationRoot {
         id: Uuid,
         input: UpdateWorkspaceInput,
     ) -> AppResult<Workspace> {
-        let me = caller(ctx)?;
+        let scope = scope(ctx)?;
         if let Some(name) = &input.name {
             check_len("name", name, 100)?;
         }
@@ -225,34 +219,17 @@ impl MutationRoot {
             description: input.description,
             metadata: check_metadata(input.metadata)?,
         };
-        let mut c = conn(ctx).await?;
-        authorize(
-            owned(workspaces::get(&mut c, id).await?, |w| w.owner_id.clone()),
-            &me.user_id,
-            "workspace",
-        )?;
-        if changes.name.is_none() && changes.description.is_none() && changes.metadata.is_none() {
-            return Ok(Workspace(workspaces::get(&mut c, id).await?.ok_or_else(
-                || AppError::NotFound("workspace not found".into()),
-            )?));
-        }
-        workspaces::update(&mut c, id, &changes)
-            .await?
-            .map(Workspace)
-            .ok_or_else(|| AppError::NotFound("workspace not found".into()))
+        let updated = scope
+            .update_workspace(&mut *conn(ctx).await?, id, &changes)
+            .await?;
+        updated.required().map(Workspace)
     }
 
     /// Deletes one of the caller's workspaces with everything in it; returns its id.
     async fn delete_workspace(&self, ctx: &Context<'_>, id: Uuid) -> AppResult<Uuid> {
-        let me = caller(ctx)?;
-        let mut c = conn(ctx).await?;
-        authorize(
-            owned(workspaces::get(&mut c, id).await?, |w| w.owner_id.clone()),
-            &me.user_id,
-            "workspace",
-        )?;
-        workspaces::delete(&mut c, id).await?;
-        Ok(id)
+        let scope = scope(ctx)?;
+        let deleted = scope.delete_workspace(&mut *conn(ctx).await?, id).await?;
+        deleted.required().map(|()| id)
     }
 
     /// Creates a conversation in one of the caller's workspaces.
@@ -261,35 +238,29 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: CreateConversationInput,
     ) -> AppResult<Conversation> {
-        let me = caller(ctx)?;
+        let scope = scope(ctx)?;
         check_len("topic", &input.topic, 200)?;
-        let new = NewConversation {
+        let draft = ConversationDraft {
             workspace_id: input.workspace_id,
             topic: input.topic,
-            participant_ids: participants(&me.user_id, input.participant_ids)?,
+            participant_ids: participants(scope.user_id(), input.participant_ids)?,
             metadata: check_metadata(input.metadata)?.unwrap_or_else(|| serde_json::json!({})),
         };
-        let mut c = conn(ctx).await?;
-        authorize(
-            owned(workspaces::get(&mut c, new.workspace_id).await?, |w| {
-                w.owner_id.clone()
-            }),
-            &me.user_id,
-            "workspace",
-        )?;
-        Ok(Conversation::from(
-            conversations::create(&mut c, &new).await?,
-        ))
+        let created = scope
+            .create_conversation(&mut *conn(ctx).await?, &draft)
+            .await?;
+        created.required().map(Conversation::from)
     }
 
-    /// Changes a conversation in one of the caller's workspaces.
+    /// Changes a conversation in one of the caller's workspaces (participants who
+    /// do not own the workspace may not).
     async fn update_conversation(
         &self,
         ctx: &Context<'_>,
         id: Uuid,
         input: UpdateConversationInput,
     ) -> AppResult<Conversation> {
-        let me = caller(ctx)?;
+        let scope = scope(ctx)?;
         if let Some(topic) = &input.topic {
             check_len("topic", topic, 200)?;
         }
@@ -297,75 +268,50 @@ impl MutationRoot {
             topic: input.topic,
             participant_ids: input
                 .participant_ids
-                .map(|p| participants(&me.user_id, p))
+                .map(|p| participants(scope.user_id(), p))
                 .transpose()?,
             metadata: check_metadata(input.metadata)?,
         };
-        let mut c = conn(ctx).await?;
-        let current = authorize(
-            conversations::get_with_owner(&mut c, id).await?,
-            &me.user_id,
-            "conversation",
-        )?;
-        if changes.topic.is_none()
-            && changes.participant_ids.is_none()
-            && changes.metadata.is_none()
-        {
-            return Ok(Conversation::from(current));
-        }
-        conversations::update(&mut c, id, &changes)
-            .await?
-            .map(Conversation::from)
-            .ok_or_else(|| AppError::NotFound("conversation not found".into()))
+        let updated = scope
+            .update_conversation(&mut *conn(ctx).await?, id, &changes)
+            .await?;
+        updated.required().map(Conversation::from)
     }
 
-    /// Deletes a conversation (with its messages); returns its id.
+    /// Deletes a conversation of one of the caller's workspaces (with its
+    /// messages); returns its id.
     async fn delete_conversation(&self, ctx: &Context<'_>, id: Uuid) -> AppResult<Uuid> {
-        let me = caller(ctx)?;
-        let mut c = conn(ctx).await?;
-        authorize(
-            conversations::get_with_owner(&mut c, id).await?,
-            &me.user_id,
-            "conversation",
-        )?;
-        conversations::delete(&mut c, id).await?;
-        Ok(id)
+        let scope = scope(ctx)?;
+        let deleted = scope
+            .delete_conversation(&mut *conn(ctx).await?, id)
+            .await?;
+        deleted.required().map(|()| id)
     }
 
-    /// Sends a message from the caller (timestamp defaults to now).
+    /// Sends a message from the caller into a conversation they may read (their
+    /// workspace's, or one they take part in); the timestamp defaults to now.
     async fn send_message(&self, ctx: &Context<'_>, input: SendMessageInput) -> AppResult<Message> {
-        let me = caller(ctx)?;
+        let scope = scope(ctx)?;
         check_content(&input.content)?;
-        let new = NewMessage {
+        let draft = MessageDraft {
             conversation_id: input.conversation_id,
-            sender_id: me.user_id.clone(),
             content: input.content,
             timestamp: input.timestamp.unwrap_or_else(Utc::now),
             metadata: check_metadata(input.metadata)?.unwrap_or_else(|| serde_json::json!({})),
         };
-        let mut c = conn(ctx).await?;
-        if let Some(sent) =
-            messages::create_in_owned_conversation(&mut c, &new, &me.user_id).await?
-        {
-            return Ok(Message::from(sent));
-        }
-        // Nothing was written: say whether the conversation is missing or not the caller's.
-        authorize(
-            conversations::get_with_owner(&mut c, new.conversation_id).await?,
-            &me.user_id,
-            "conversation",
-        )?;
-        Err(AppError::NotFound("conversation not found".into()))
+        let sent = scope.send_message(&mut *conn(ctx).await?, &draft).await?;
+        sent.required().map(Message::from)
     }
 
-    /// Changes a message in one of the caller's workspaces.
+    /// Changes a message: the workspace's owner may change any, a participant
+    /// their own.
     async fn update_message(
         &self,
         ctx: &Context<'_>,
         id: Uuid,
         input: UpdateMessageInput,
     ) -> AppResult<Message> {
-        let me = caller(ctx)?;
+        let scope = scope(ctx)?;
         if let Some(content) = &input.content {
             check_content(content)?;
         }
@@ -373,32 +319,18 @@ impl MutationRoot {
             content: input.content,
             metadata: check_metadata(input.metadata)?,
         };
-        let mut c = conn(ctx).await?;
-        let current = authorize(
-            messages::get_with_owner(&mut c, id).await?,
-            &me.user_id,
-            "message",
-        )?;
-        if changes.content.is_none() && changes.metadata.is_none() {
-            return Ok(Message::from(current));
-        }
-        messages::update(&mut c, id, &changes)
-            .await?
-            .map(Message::from)
-            .ok_or_else(|| AppError::NotFound("message not found".into()))
+        let updated = scope
+            .update_message(&mut *conn(ctx).await?, id, &changes)
+            .await?;
+        updated.required().map(Message::from)
     }
 
-    /// Deletes a message; returns its id.
+    /// Deletes a message (the workspace's owner any, a participant their own);
+    /// returns its id.
     async fn delete_message(&self, ctx: &Context<'_>, id: Uuid) -> AppResult<Uuid> {
-        let me = caller(ctx)?;
-        let mut c = conn(ctx).await?;
-        authorize(
-            messages::get_with_owner(&mut c, id).await?,
-            &me.user_id,
-            "message",
-        )?;
-        messages::delete(&mut c, id).await?;
-        Ok(id)
+        let scope = scope(ctx)?;
+        let deleted = scope.delete_message(&mut *conn(ctx).await?, id).await?;
+        deleted.required().map(|()| id)
     }
 
     /// Creates a workspace and its first conversation in one transaction: both or neither.
@@ -408,28 +340,24 @@ impl MutationRoot {
         workspace: CreateWorkspaceInput,
         conversation: FirstConversationInput,
     ) -> AppResult<WorkspaceWithConversation> {
-        let me = caller(ctx)?;
+        let scope = scope(ctx)?;
         check_len("workspace.name", &workspace.name, 100)?;
         check_len("conversation.topic", &conversation.topic, 200)?;
-        let new_workspace = NewWorkspace {
+        let workspace = WorkspaceDraft {
             name: workspace.name,
             description: workspace.description,
-            owner_id: me.user_id.clone(),
             metadata: check_metadata(workspace.metadata)?.unwrap_or_else(|| serde_json::json!({})),
         };
-        let new_conversation = NewConversation {
+        let conversation = ConversationDraft {
             workspace_id: Uuid::nil(),
             topic: conversation.topic,
-            participant_ids: participants(&me.user_id, conversation.participant_ids)?,
+            participant_ids: participants(scope.user_id(), conversation.participant_ids)?,
             metadata: check_metadata(conversation.metadata)?
                 .unwrap_or_else(|| serde_json::json!({})),
         };
-        let (w, c) = workspaces::create_workspace_with_conversation(
-            &mut *conn(ctx).await?,
-            new_workspace,
-            new_conversation,
-        )
-        .await?;
+        let (w, c) = scope
+            .create_workspace_with_conversation(&mut *conn(ctx).await?, workspace, conversation)
+            .await?;
         Ok(WorkspaceWithConversation {
             workspace: Workspace(w),
             conversation: Conversation::from(c),

@@ -1,20 +1,24 @@
 //! The `Query` root.
 
 use async_graphql::{Context, Object};
+use diesel::QueryResult;
+use diesel_async::AsyncPgConnection;
+use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
-use crate::db::messages::SearchScope;
-use crate::db::{conversations, messages, workspaces, TimeOrder};
+use crate::db::scope::{Scope, SearchBounds};
+use crate::db::TimeOrder;
 use crate::error::{AppError, AppResult};
 use crate::graphql::budget::Checked;
 use crate::graphql::connection::{
-    decode_search_cursor, encode_search_cursor, page_args, page_info, Cursor, PageInfo,
+    decode_search_cursor, encode_search_cursor, page_args, page_info, Cursor, LazyTotal, PageInfo,
     MAX_PAGE_SIZE,
 };
-use crate::graphql::context::{caller, conn, load, request};
-use crate::graphql::conversation::Conversation;
-use crate::graphql::filters::WorkspaceFilter;
-use crate::graphql::loaders::UserKey;
+use crate::graphql::context::{conn, request, scope};
+use crate::graphql::conversation::{
+    Conversation, ConversationConnection, ConversationEdge, ConversationTotal,
+};
+use crate::graphql::filters::{ConversationFilter, WorkspaceFilter};
 use crate::graphql::message::{Message, SearchConnection, SearchHitEdge};
 use crate::graphql::user::User;
 use crate::graphql::workspace::{ListOrder, Workspace, WorkspaceConnection, WorkspaceEdge};
@@ -22,50 +26,97 @@ use crate::graphql::workspace::{ListOrder, Workspace, WorkspaceConnection, Works
 /// Read operations.
 pub struct QueryRoot;
 
-/// `NOT_FOUND` when missing, `FORBIDDEN` when someone else's.
-pub fn authorize<T>(found: Option<(T, String)>, caller: &str, what: &str) -> AppResult<T> {
-    match found {
-        None => Err(AppError::NotFound(format!("{what} not found"))),
-        Some((_, owner)) if owner != caller => Err(AppError::Forbidden(format!(
-            "you do not have access to this {what}"
-        ))),
-        Some((row, _)) => Ok(row),
-    }
+/// A root list's `totalCount`: `count` on its own connection, only when asked for.
+fn lazy_total<F: Send + Sync + 'static>(
+    ctx: &Context<'_>,
+    filter: F,
+    count: for<'a> fn(
+        &'a Scope,
+        &'a mut AsyncPgConnection,
+        &'a F,
+    ) -> BoxFuture<'a, QueryResult<i64>>,
+) -> AppResult<LazyTotal> {
+    let req = request(ctx);
+    let (db, stats, scope) = (req.db.clone(), req.stats.clone(), scope(ctx)?.clone());
+    let filter = std::sync::Arc::new(filter);
+    Ok(Box::new(move || {
+        let (db, stats, scope, filter) = (db.clone(), stats.clone(), scope.clone(), filter.clone());
+        Box::pin(async move {
+            let mut c = db.conn(Some(&stats)).await?;
+            Ok(count(&scope, &mut c, &filter).await?)
+        })
+    }))
 }
 
 #[Object(name = "Query")]
 impl QueryRoot {
-    /// The caller.
+    /// The caller, in full.
     async fn me(&self, ctx: &Context<'_>) -> AppResult<User> {
-        let me = caller(ctx)?;
-        load(ctx, UserKey(me.user_id.clone()))
-            .await?
-            .map(User)
+        let me = scope(ctx)?.me_user(&mut *conn(ctx).await?).await?;
+        me.map(|row| User(std::sync::Arc::new(row)))
             .ok_or_else(|| AppError::NotFound("user not found".into()))
     }
 
     /// One of the caller's workspaces.
     async fn workspace(&self, ctx: &Context<'_>, id: Uuid) -> AppResult<Workspace> {
-        let me = caller(ctx)?;
-        let found = workspaces::get(&mut *conn(ctx).await?, id).await?.map(|w| {
-            let owner = w.owner_id.clone();
-            (w, owner)
-        });
-        authorize(found, &me.user_id, "workspace").map(Workspace)
+        let found = scope(ctx)?.workspace(&mut *conn(ctx).await?, id).await?;
+        found.required().map(Workspace)
     }
 
-    /// A conversation in one of the caller's workspaces.
+    /// A conversation the caller may read: in one of their workspaces, or one
+    /// they take part in.
     async fn conversation(&self, ctx: &Context<'_>, id: Uuid) -> AppResult<Conversation> {
-        let me = caller(ctx)?;
-        let found = conversations::get_with_owner(&mut *conn(ctx).await?, id).await?;
-        authorize(found, &me.user_id, "conversation").map(Conversation::from)
+        let found = scope(ctx)?.conversation(&mut *conn(ctx).await?, id).await?;
+        found.required().map(Conversation::from)
     }
 
-    /// A message in one of the caller's workspaces.
+    /// A message of a conversation the caller may read.
     async fn message(&self, ctx: &Context<'_>, id: Uuid) -> AppResult<Message> {
-        let me = caller(ctx)?;
-        let found = messages::get_with_owner(&mut *conn(ctx).await?, id).await?;
-        authorize(found, &me.user_id, "message").map(Message::from)
+        let found = scope(ctx)?.message(&mut *conn(ctx).await?, id).await?;
+        found.required().map(Message::from)
+    }
+
+    /// The conversations the caller takes part in (their `userId` is among the
+    /// `participantIds`), in any workspace, a keyset page at a time (newest first
+    /// by default).
+    #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "crate::graphql::limits::page_cost(first, last) * child_complexity")]
+    async fn participating_conversations(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        filter: Option<ConversationFilter>,
+        #[graphql(default)] order_by: ListOrder,
+    ) -> AppResult<ConversationConnection> {
+        let order = TimeOrder::from(order_by);
+        let args = page_args(first, after.as_deref(), last, before.as_deref(), order)?;
+        let filter = ConversationFilter::to_db(filter.as_ref())?;
+        let page = scope(ctx)?
+            .participating_conversations(&mut *conn(ctx).await?, &filter, &args)
+            .await?;
+        let (page_info, cursors) = page_info(&page, order, |c| {
+            order.key(c.created_at, c.updated_at, c.id)
+        });
+        let edges = page
+            .rows
+            .into_iter()
+            .zip(cursors)
+            .map(|(row, cursor)| ConversationEdge {
+                cursor,
+                node: Conversation::from(row),
+            })
+            .collect();
+        let total = lazy_total(ctx, filter, |scope, c, filter| {
+            Box::pin(scope.participating_conversation_count(c, filter))
+        })?;
+        Ok(ConversationConnection {
+            edges,
+            page_info,
+            total: ConversationTotal::Lazy(total),
+        })
     }
 
     /// The caller's workspaces, a keyset page at a time (newest first by default).
@@ -81,11 +132,12 @@ impl QueryRoot {
         filter: Option<WorkspaceFilter>,
         #[graphql(default)] order_by: ListOrder,
     ) -> AppResult<WorkspaceConnection> {
-        let me = caller(ctx)?.user_id.clone();
         let order = TimeOrder::from(order_by);
         let args = page_args(first, after.as_deref(), last, before.as_deref(), order)?;
         let filter = WorkspaceFilter::to_db(filter.as_ref())?;
-        let page = workspaces::list_by_owner(&mut *conn(ctx).await?, &me, &filter, &args).await?;
+        let page = scope(ctx)?
+            .workspaces(&mut *conn(ctx).await?, &filter, &args)
+            .await?;
         let (page_info, cursors) = page_info(&page, order, |w| {
             order.key(w.created_at, w.updated_at, w.id)
         });
@@ -98,15 +150,9 @@ impl QueryRoot {
                 node: Workspace(row),
             })
             .collect();
-        let req = request(ctx);
-        let (db, stats) = (req.db.clone(), req.stats.clone());
-        let total = Box::new(move || {
-            let (db, stats, me, filter) = (db.clone(), stats.clone(), me.clone(), filter.clone());
-            Box::pin(async move {
-                let mut c = db.conn(Some(&stats)).await?;
-                Ok(workspaces::count_by_owner(&mut c, &me, &filter).await?)
-            }) as futures_util::future::BoxFuture<'static, AppResult<i64>>
-        });
+        let total = lazy_total(ctx, filter, |scope, c, filter| {
+            Box::pin(scope.workspace_count(c, filter))
+        })?;
         Ok(WorkspaceConnection {
             edges,
             page_info,
@@ -114,8 +160,8 @@ impl QueryRoot {
         })
     }
 
-    /// Full-text search over the caller's messages (`websearch_to_tsquery` syntax:
-    /// words, "quoted phrases", -excluded, or), best first.
+    /// Full-text search over the messages the caller may read (`websearch_to_tsquery`
+    /// syntax: words, "quoted phrases", -excluded, or), best first.
     #[graphql(complexity = "crate::graphql::limits::page_cost(first, None) * child_complexity")]
     async fn search_messages(
         &self,
@@ -126,7 +172,7 @@ impl QueryRoot {
         first: Option<i32>,
         after: Option<String>,
     ) -> AppResult<SearchConnection> {
-        let me = caller(ctx)?.user_id.clone();
+        let scope = scope(ctx)?;
         if query.trim().is_empty() || query.len() > 1000 {
             return Err(AppError::bad_input(
                 "query",
@@ -143,32 +189,15 @@ impl QueryRoot {
         let after = after
             .map(|cursor| decode_search_cursor(&cursor))
             .transpose()?;
-        let mut c = conn(ctx).await?;
-        let scope = SearchScope {
-            owner_id: me,
+        let bounds = SearchBounds {
             workspace_id,
             conversation_id,
         };
-        // The search is scoped to the caller's rows, so hits prove access; only an
-        // empty page needs the scope checked, to answer NOT_FOUND/FORBIDDEN instead.
-        let mut hits =
-            messages::search(&mut c, &query, &scope, after, i64::from(first) + 1).await?;
-        if hits.is_empty() {
-            if let Some(id) = workspace_id {
-                let found = workspaces::get(&mut c, id).await?.map(|w| {
-                    let owner = w.owner_id.clone();
-                    (w, owner)
-                });
-                authorize(found, &scope.owner_id, "workspace")?;
-            }
-            if let Some(id) = conversation_id {
-                authorize(
-                    conversations::get_with_owner(&mut c, id).await?,
-                    &scope.owner_id,
-                    "conversation",
-                )?;
-            }
-        }
+        let mut c = conn(ctx).await?;
+        let mut hits = scope
+            .search(&mut c, &query, bounds, after, i64::from(first) + 1)
+            .await?
+            .required()?;
         let has_next = hits.len() > first as usize;
         hits.truncate(first as usize);
         let keys: Vec<_> = hits.iter().map(|h| h.key()).collect();

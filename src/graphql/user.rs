@@ -6,11 +6,10 @@ use async_graphql::{Json, Object, Value, ID};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::db::users::User as UserRow;
+use crate::db::users::{User as UserRow, UserName};
 use crate::graphql::plain::{PlainFields, PlainSelection};
 
-/// A person: owns workspaces, sends messages (the row is shared with the request's
-/// loader, which hands the same sender to every message that names it).
+/// The caller, in full (other users are [`UserProfile`]s).
 pub struct User(pub Arc<UserRow>);
 
 #[Object]
@@ -49,24 +48,6 @@ impl User {
     }
 }
 
-// Senders come with every message of a nested page (see `plain`).
-impl PlainFields for User {
-    fn plain_field(&self, name: &str, _: &PlainSelection<'_>) -> Option<Value> {
-        let row = &self.0;
-        Some(match name {
-            "id" => Value::String(row.id.to_string()),
-            "userId" => Value::String(row.user_id.clone()),
-            "name" => Value::String(row.name.clone()),
-            "email" => row.email.clone().map_or(Value::Null, Value::String),
-            "isActive" => Value::Boolean(row.is_active),
-            "metadata" => async_graphql::to_value(&row.metadata).ok()?,
-            "createdAt" => Value::String(row.created_at.to_rfc3339()),
-            "updatedAt" => Value::String(row.updated_at.to_rfc3339()),
-            _ => return None,
-        })
-    }
-}
-
 /// Another person as any caller may see them: their `userId`, and their name
 /// only where the caller has met them (a message they sent, a workspace they
 /// own, a conversation they have written in). Never their e-mail, metadata or
@@ -82,7 +63,7 @@ pub struct UserProfile {
 
 impl UserProfile {
     /// The profile of `row`, whose name the caller may see.
-    pub fn met(row: &UserRow) -> Self {
+    pub fn met(row: &UserName) -> Self {
         Self {
             user_id: row.user_id.clone(),
             name: Some(row.name.clone()),

@@ -8,11 +8,13 @@ use crate::db::workspaces::Workspace as WorkspaceRow;
 use crate::db::{Page, TimeOrder};
 use crate::error::{AppError, AppResult};
 use crate::graphql::budget::Checked;
-use crate::graphql::connection::{page_args, page_info, Cursor, PageInfo};
+use crate::graphql::connection::{page_args, page_info, Cursor, LazyTotal, PageInfo};
 use crate::graphql::context::load;
-use crate::graphql::conversation::{Conversation, ConversationConnection, ConversationEdge};
+use crate::graphql::conversation::{
+    Conversation, ConversationConnection, ConversationEdge, ConversationTotal,
+};
 use crate::graphql::filters::ConversationFilter;
-use crate::graphql::loaders::{ConversationCountKey, ConversationPageKey, PageQuery, UserKey};
+use crate::graphql::loaders::{ConversationCountKey, ConversationPageKey, PageQuery, UserNameKey};
 use crate::graphql::user::UserProfile;
 
 /// The orders a list of workspaces or conversations can be read in.
@@ -63,7 +65,7 @@ impl Workspace {
     }
     /// The owner.
     async fn owner(&self, ctx: &Context<'_>) -> AppResult<UserProfile> {
-        load(ctx, UserKey(self.0.owner_id.clone()))
+        load(ctx, UserNameKey(self.0.owner_id.clone()))
             .await?
             .map(|row| UserProfile::met(&row))
             .ok_or_else(|| AppError::NotFound("owner not found".into()))
@@ -121,7 +123,7 @@ impl Workspace {
         Ok(ConversationConnection {
             edges,
             page_info,
-            count_key: Some(ConversationCountKey(key)),
+            total: ConversationTotal::Batched(ConversationCountKey(key)),
         })
     }
 
@@ -175,8 +177,7 @@ pub struct WorkspaceConnection {
     /// Relay page information.
     pub page_info: PageInfo,
     /// Computes the total on demand.
-    pub total:
-        Box<dyn Fn() -> futures_util::future::BoxFuture<'static, AppResult<i64>> + Send + Sync>,
+    pub total: LazyTotal,
 }
 
 #[Object]
