@@ -491,7 +491,7 @@ async fn messages_list_latest_count_by_sender_update_delete() {
 }
 
 #[tokio::test]
-async fn full_text_search_ranks_and_stays_inside_the_given_conversations() {
+async fn full_text_search_ranks_and_finds_only_what_the_predicate_allows() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     alice(&mut conn).await;
@@ -535,15 +535,12 @@ async fn full_text_search_ranks_and_stays_inside_the_given_conversations() {
     .await
     .unwrap();
 
-    // What the scope module passes for alice: her workspace's conversations.
+    // What the scope module passes for alice, reduced to ownership.
     let alices = |conversation_id: Option<Uuid>| {
-        use cortex::db::schema::conversations as c;
+        use cortex::db::schema::workspaces as w;
         use diesel::prelude::*;
         SearchWithin {
-            conversations: c::table
-                .filter(c::workspace_id.eq(ws.id))
-                .select(c::id)
-                .into_boxed(),
+            readable: Box::new(w::owner_id.eq("alice")),
             workspace_id: None,
             conversation_id,
         }
@@ -551,11 +548,7 @@ async fn full_text_search_ranks_and_stays_inside_the_given_conversations() {
     let hits = messages::search(&mut conn, "migration", alices(None), None, 10)
         .await
         .unwrap();
-    assert_eq!(
-        hits.len(),
-        2,
-        "bob's message is outside the conversations given"
-    );
+    assert_eq!(hits.len(), 2, "bob's message is not alice's to find");
     assert!(hits[0].rank >= hits[1].rank);
     assert!(hits[0].message.content.starts_with("migration migration"));
     assert!(hits[0].headline.contains("<b>"));

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::db::conversations::Conversation;
 use crate::db::metadata::{metadata_predicate_for, MetadataFilter};
-use crate::db::schema::{conversations, messages, sql_types::Tsvector};
+use crate::db::schema::{conversations, messages, sql_types::Tsvector, workspaces};
 use crate::db::{keyset_page, Page, PageArgs};
 
 metadata_predicate_for!(messages);
@@ -262,11 +262,23 @@ diesel::define_sql_function! {
 }
 diesel::infix_operator!(Matches, " @@ ", backend: diesel::pg::Pg);
 
+/// A message joined with its conversation and its workspace.
+pub type MessageInWorkspace = diesel::helper_types::InnerJoinQuerySource<
+    messages::table,
+    diesel::helper_types::InnerJoin<conversations::table, workspaces::table>,
+>;
+
+/// A predicate over [`MessageInWorkspace`].
+pub type ReadableMessages = Box<
+    dyn BoxableExpression<MessageInWorkspace, diesel::pg::Pg, SqlType = diesel::sql_types::Bool>,
+>;
+
 /// Where to search.
 pub struct SearchWithin {
-    /// Only messages of these conversations (the caller's readable ones: see
-    /// [`crate::db::scope::Scope::readable_conversation_ids`]).
-    pub conversations: crate::db::scope::ConversationIds,
+    /// Which messages may be found: a predicate over a message joined with its
+    /// conversation and workspace (the caller's rule: see
+    /// [`crate::db::scope::Scope::readable_messages`]).
+    pub readable: ReadableMessages,
     /// Only this workspace.
     pub workspace_id: Option<Uuid>,
     /// Only this conversation.
@@ -362,8 +374,8 @@ pub async fn search(
     let query = || websearch_to_tsquery(english.clone(), text.to_string());
     let rank = ts_rank(messages::tsv, query());
     let mut q = messages::table
-        .inner_join(conversations::table)
-        .filter(messages::conversation_id.eq_any(within.conversations))
+        .inner_join(conversations::table.inner_join(workspaces::table))
+        .filter(within.readable)
         .filter(Matches::new(messages::tsv, query()))
         .into_boxed();
     if let Some(ws) = within.workspace_id {

@@ -103,9 +103,6 @@ const ONLY_OWNER_CHANGES_CONVERSATION: &str =
 const ONLY_SENDER_OR_OWNER_CHANGES_MESSAGE: &str =
     "only the message's sender or the workspace's owner may change or delete this message";
 
-/// The ids of a set of conversations, as a subquery (a search's bounds).
-pub type ConversationIds = c::BoxedQuery<'static, Pg, diesel::sql_types::Uuid>;
-
 /// `workspaces.owner_id = $me`.
 type OwnsWorkspace = Eq<w::owner_id, String>;
 /// `workspaces.owner_id = $me OR conversations.participant_ids @> ARRAY[$me]`, on a
@@ -208,16 +205,10 @@ impl Scope {
             .into_boxed()
     }
 
-    /// The ids of the conversations the caller may read.
-    pub fn readable_conversation_ids(&self) -> ConversationIds {
-        c::table
-            .filter(
-                c::participant_ids
-                    .contains(vec![self.me()])
-                    .or(c::workspace_id.eq_any(self.owned_workspace_ids())),
-            )
-            .select(c::id)
-            .into_boxed()
+    /// Messages the caller may read, over a message joined with its conversation
+    /// and workspace: the plan follows the hits (a primary-key lookup each).
+    pub fn readable_messages(&self) -> messages::ReadableMessages {
+        Box::new(self.reads_conversation())
     }
 
     /// `parent.id` is a workspace of the caller: the scope of a [`PerParent`] over
@@ -390,7 +381,7 @@ impl Scope {
         limit: i64,
     ) -> QueryResult<Lookup<Vec<SearchHit>>> {
         let within = messages::SearchWithin {
-            conversations: self.readable_conversation_ids(),
+            readable: self.readable_messages(),
             workspace_id: bounds.workspace_id,
             conversation_id: bounds.conversation_id,
         };
@@ -550,8 +541,9 @@ impl Scope {
         ids: Vec<Uuid>,
     ) -> QueryResult<Vec<(Uuid, String, i64)>> {
         m::table
+            .inner_join(c::table.inner_join(w::table))
             .filter(m::conversation_id.eq_any(ids))
-            .filter(m::conversation_id.eq_any(self.readable_conversation_ids()))
+            .filter(self.reads_conversation())
             .group_by((m::conversation_id, m::sender_id))
             .select((m::conversation_id, m::sender_id, diesel::dsl::count_star()))
             .load(conn)
