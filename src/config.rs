@@ -26,7 +26,6 @@
 //! | `BACKUP_DIR` | `./backups` | where `cortex backup` writes and `cortex backups` lists |
 //! | `METRICS_ADDR` | — | serve Prometheus `/metrics` on this separate address (unauthenticated: keep it private) |
 //! | `METRICS_TOKEN` | — | serve `/metrics` on the main port to `Authorization: Bearer <token>` |
-//! | `LOADER_DELAY_US` | 50 | microseconds a dataloader waits to collect the keys of one query level (see `bench/RESULTS.md`) |
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -81,9 +80,6 @@ pub const DEFAULT_PORT: u16 = 8000;
 pub const DEFAULT_DATA_DIR: &str = ".cortex";
 /// Default `SHUTDOWN_TIMEOUT`, in seconds.
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
-/// Default `LOADER_DELAY_US`: measured in `bench/RESULTS.md` (async-graphql's 1 ms
-/// default adds a millisecond per query level for nothing).
-pub const DEFAULT_LOADER_DELAY_US: u64 = 50;
 /// Default `POSTGRES_PORT`.
 pub const DEFAULT_POSTGRES_PORT: u16 = 5432;
 
@@ -145,8 +141,6 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Bound on finishing in-flight requests at shutdown.
     pub shutdown_timeout: Duration,
-    /// How long a dataloader collects keys before it runs its one statement.
-    pub loader_delay: Duration,
     /// Bound on one HTTP request.
     pub request_timeout: Duration,
     /// Largest request body.
@@ -265,13 +259,6 @@ impl Config {
                 DEFAULT_SHUTDOWN_TIMEOUT_SECS,
                 0..=3600,
                 "a number of seconds from 0 to 3600",
-            )?),
-            loader_delay: Duration::from_micros(parse_in(
-                &get,
-                "LOADER_DELAY_US",
-                DEFAULT_LOADER_DELAY_US,
-                0..=100_000,
-                "a number of microseconds from 0 to 100000",
             )?),
             request_timeout: Duration::from_secs(parse_in(
                 &get,

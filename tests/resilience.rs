@@ -238,12 +238,10 @@ async fn a_database_outage_fails_fast_then_service_resumes_with_no_lost_writes()
 async fn sigterm_finishes_the_request_in_flight_then_stops() {
     let db = common::TestDb::new().await;
     let secret = "shutdown-test-secret-0123456789abcdef";
-    // A slow request: each dataloader level waits 100 ms before its statement.
     let mut command = common::cortex_command(&[
         ("DATABASE_URL", db.url.as_str()),
         ("PORT", "0"),
         ("JWT_SECRET", secret),
-        ("LOADER_DELAY_US", "100000"),
     ]);
     command.arg("serve");
     let common::Served {
@@ -262,11 +260,24 @@ async fn sigterm_finishes_the_request_in_flight_then_stops() {
         .await
         .unwrap();
 
+    // A request held in flight: its message count waits on a lock this test holds.
+    let mut lock = db.conn().await;
+    diesel_async::SimpleAsyncConnection::batch_execute(
+        &mut lock,
+        "BEGIN; LOCK TABLE messages IN ACCESS EXCLUSIVE MODE",
+    )
+    .await
+    .unwrap();
     let in_flight = tokio::spawn(send(
         "{ workspaces { nodes { conversations { nodes { messages { totalCount } } } } } }",
     ));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!in_flight.is_finished(), "the request was still waiting");
+    diesel_async::SimpleAsyncConnection::batch_execute(&mut lock, "COMMIT")
+        .await
+        .unwrap();
 
     let response = in_flight
         .await

@@ -41,11 +41,7 @@ static CONTEXT: LazyLock<Arc<RequestContext>> = LazyLock::new(|| {
         .await
         .unwrap();
         let caller = Caller::for_fuzzing("fuzz");
-        Arc::new(RequestContext::new(
-            db,
-            Some(caller),
-            std::time::Duration::ZERO,
-        ))
+        Arc::new(RequestContext::new(db, Some(caller)))
     })
 });
 
@@ -60,13 +56,13 @@ fuzz_target!(|body: &[u8]| {
     for request in requests.into_iter().take(10) {
         let request = request.data(SharedContext(CONTEXT.clone()));
         let limits = cortex::graphql::limits::QueryLimits::default();
-        let (response, _) = RUNTIME.block_on(cortex::graphql::execute(
+        let (response, _) = RUNTIME.block_on(CONTEXT.run(cortex::graphql::execute(
             &SCHEMA,
             &limits,
             &DOCUMENTS,
             &SHAPE,
             request,
-        ));
+        )));
         for error in response.errors.into_iter().map(normalize_error) {
             let code = error
                 .extensions

@@ -46,7 +46,7 @@ pub struct ConversationChanges {
 }
 
 /// Conversation criteria besides the workspace.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ConversationFilter {
     /// On `metadata`.
     pub metadata: Option<MetadataFilter>,

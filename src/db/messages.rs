@@ -52,9 +52,7 @@ pub fn columns(
     let metadata: MetadataColumn = if with_metadata {
         Box::new(messages::metadata)
     } else {
-        Box::new(crate::db::FixedSql::<diesel::sql_types::Jsonb>::new(
-            "'null'::jsonb",
-        ))
+        Box::new(crate::db::lateral::FixedSql::<diesel::sql_types::Jsonb>::new("'null'::jsonb"))
     };
     (
         messages::id,
@@ -88,7 +86,7 @@ pub struct MessageChanges {
 }
 
 /// Message criteria besides the conversation.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct MessageFilter {
     /// On `metadata`.
     pub metadata: Option<MetadataFilter>,

@@ -10,7 +10,7 @@
 use serde_json::Value;
 
 /// A predicate on a `metadata` document.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Eq, Hash)]
 pub struct MetadataFilter {
     /// The document contains this JSON (`@>`).
     pub contains: Option<Value>,
@@ -34,7 +34,7 @@ pub struct MetadataFilter {
 
 /// A comparison of the value at `path` (a list of keys; array positions as digits,
 /// negative ones from the end, as PostgreSQL's `#>` reads them).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Eq, Hash)]
 pub struct PathPredicate {
     /// Keys from the document root.
     pub path: Vec<String>,
@@ -205,7 +205,7 @@ macro_rules! metadata_predicate_for {
                 predicate = and(predicate, metadata_predicate(child));
             }
             if !filter.or.is_empty() {
-                let mut any: BoxedPredicate = Box::new($crate::db::FixedSql::<Nullable<Bool>>::new("FALSE"));
+                let mut any: BoxedPredicate = Box::new($crate::db::lateral::FixedSql::<Nullable<Bool>>::new("FALSE"));
                 for child in &filter.or {
                     any = Box::new(any.or(metadata_predicate(child)));
                 }

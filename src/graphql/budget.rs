@@ -115,8 +115,37 @@ pub async fn checkpoint() {
         .get()
         .is_some_and(|(started, left)| started.elapsed() >= left.min(TIME_SLICE))
     {
-        tokio::task::yield_now().await;
+        SUSPENSIONS.set(SUSPENSIONS.get().wrapping_add(1));
+        yield_once().await;
     }
+}
+
+/// Suspends once and wakes at once. tokio puts a task that woke itself while
+/// running at the back of its queue, as `tokio::task::yield_now` does; unlike
+/// `yield_now`, whose wake comes only after the poll, the wake is seen within the
+/// poll, so [`crate::graphql::batcher::Batcher::run`] knows the request paused and
+/// is not waiting on data.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
+}
+
+thread_local! {
+    /// How many times a [`checkpoint`] suspended on this thread.
+    static SUSPENSIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many times a [`checkpoint`] suspended on this thread (tests read it).
+pub fn suspensions() -> u64 {
+    SUSPENSIONS.get()
 }
 
 /// An object in a list, resolved after a [`checkpoint`]: lists are where the

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dataloader::Loader;
 use async_graphql::Context;
 use futures_util::future::BoxFuture;
 
@@ -12,6 +12,7 @@ use crate::auth::Caller;
 use crate::db::scope::Scope;
 use crate::db::{Database, DbConn, QueryStats};
 use crate::error::{AppError, AppResult};
+use crate::graphql::batcher::Batcher;
 use crate::graphql::loaders::CortexLoader;
 
 /// Per-request state, created by the HTTP handler and never shared between requests.
@@ -22,28 +23,32 @@ pub struct RequestContext {
     pub db: Database,
     /// Statements and database time of this request.
     pub stats: Arc<QueryStats>,
-    loader: Option<DataLoader<CortexLoader>>,
+    loader: Option<Batcher<CortexLoader>>,
 }
 
 impl RequestContext {
-    /// State for one request. `loader_delay` is how long loaders collect keys
-    /// before running their batch: the keys of one query level are all requested
-    /// in the same poll, so a short wait suffices (`LOADER_DELAY_US`).
-    pub fn new(db: Database, caller: Option<Caller>, loader_delay: std::time::Duration) -> Self {
+    /// State for one request; its operations run through [`RequestContext::run`].
+    pub fn new(db: Database, caller: Option<Caller>) -> Self {
         let stats = Arc::new(QueryStats::default());
         let scope = caller.map(Scope::new);
-        let loader = scope.as_ref().map(|scope| {
-            DataLoader::new(
-                CortexLoader::new(db.clone(), scope.clone(), stats.clone()),
-                tokio::spawn,
-            )
-            .delay(loader_delay)
-        });
+        let loader = scope
+            .as_ref()
+            .map(|scope| Batcher::new(CortexLoader::new(db.clone(), scope.clone(), stats.clone())));
         Self {
             scope,
             db,
             stats,
             loader,
+        }
+    }
+}
+
+impl RequestContext {
+    /// Runs one operation's execution, loading each query level in one batch.
+    pub async fn run<F: std::future::Future>(&self, execution: F) -> F::Output {
+        match &self.loader {
+            Some(loader) => loader.run(execution).await,
+            None => execution.await,
         }
     }
 }
@@ -68,7 +73,7 @@ pub async fn conn<'a>(ctx: &Context<'a>) -> AppResult<DbConn<'a>> {
 }
 
 /// The request's loader, once the caller is known.
-fn loader<'a>(ctx: &Context<'a>) -> AppResult<&'a DataLoader<CortexLoader>> {
+fn loader<'a>(ctx: &Context<'a>) -> AppResult<&'a Batcher<CortexLoader>> {
     scope(ctx)?;
     Ok(request(ctx).loader.as_ref().expect("a caller has a loader"))
 }
@@ -84,11 +89,14 @@ pub fn load<'a, K>(
     key: K,
 ) -> BoxFuture<'a, AppResult<Option<<CortexLoader as Loader<K>>::Value>>>
 where
-    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    K: Send + Sync + std::hash::Hash + Eq + Clone + Unpin + 'static,
     CortexLoader: Loader<K, Error = Arc<AppError>>,
 {
     match loader(ctx) {
-        Ok(loader) => Box::pin(async move { loader.load_one(key).await.map_err(|e| (*e).clone()) }),
+        Ok(loader) => {
+            let load = loader.load(key);
+            Box::pin(async move { load.await.map_err(|e| (*e).clone()) })
+        }
         Err(e) => Box::pin(std::future::ready(Err(e))),
     }
 }
@@ -99,12 +107,28 @@ pub fn load_many<'a, K>(
     keys: impl IntoIterator<Item = K> + Send + 'a,
 ) -> BoxFuture<'a, AppResult<HashMap<K, <CortexLoader as Loader<K>>::Value>>>
 where
-    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    K: Send + Sync + std::hash::Hash + Eq + Clone + Unpin + 'static,
     CortexLoader: Loader<K, Error = Arc<AppError>>,
 {
     match loader(ctx) {
         Ok(loader) => {
-            Box::pin(async move { loader.load_many(keys).await.map_err(|e| (*e).clone()) })
+            let loads: Vec<_> = keys
+                .into_iter()
+                .map(|key| {
+                    let load = loader.load(key.clone());
+                    async move { load.await.map(|value| value.map(|v| (key, v))) }
+                })
+                .collect();
+            Box::pin(async move {
+                let values = futures_util::future::join_all(loads).await;
+                let mut out = HashMap::with_capacity(values.len());
+                for value in values {
+                    if let Some((key, v)) = value.map_err(|e| (*e).clone())? {
+                        out.insert(key, v);
+                    }
+                }
+                Ok(out)
+            })
         }
         Err(e) => Box::pin(std::future::ready(Err(e))),
     }

@@ -87,11 +87,7 @@ async fn context_for(
             };
             error_response(status, e)
         })?;
-    Ok(RequestContext::new(
-        state.app.db.clone(),
-        caller,
-        state.app.config.loader_delay,
-    ))
+    Ok(RequestContext::new(state.app.db.clone(), caller))
 }
 
 /// What one operation cost: SQL statements, database time, CPU time (ms).
@@ -190,13 +186,13 @@ async fn execute_checked(
             let cpu = crate::graphql::budget::CpuMeter::default();
             let (response, operation) = crate::graphql::budget::metered(
                 &cpu,
-                crate::graphql::execute(
+                ctx.run(crate::graphql::execute(
                     &schema,
                     &limits,
                     &documents,
                     &shape,
                     request.data(SharedContext(ctx.clone())),
-                ),
+                )),
             )
             .await;
             let statements = ctx.stats.statements() - statements_before;

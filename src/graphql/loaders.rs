@@ -1,10 +1,11 @@
-//! Per-request DataLoaders: every nested field is batched into one SQL statement per
-//! level of the query, whatever the number of parents. Each loader reads through the
-//! caller's [`Scope`], so it only ever returns rows the caller may see.
+//! The batch functions behind every nested field: one key type per kind of read,
+//! each answered by one [`Scope`] batch (one statement for all the parents of a
+//! level, see [`crate::db::lateral`]), so a loader only ever returns rows the
+//! caller may see. When a level's keys are collected is
+//! [`crate::graphql::batcher`]'s business.
 
 use std::collections::HashMap;
-use std::fmt::Debug;
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::sync::Arc;
 
 use async_graphql::dataloader::Loader;
@@ -15,7 +16,7 @@ use crate::db::messages::{Message, MessageFilter};
 use crate::db::scope::Scope;
 use crate::db::users::UserName;
 use crate::db::workspaces::Workspace;
-use crate::db::{Database, Page, PageArgs, QueryStats, SortKey, TimeOrder};
+use crate::db::{Database, Page, PageArgs, QueryStats};
 use crate::error::AppError;
 
 /// The one loader type: it implements [`Loader`] for each key type below.
@@ -43,71 +44,47 @@ fn db_err(e: diesel::result::Error) -> Arc<AppError> {
     Arc::new(AppError::from(e))
 }
 
-/// A page request for one parent; batched with every other key of the same query.
-#[derive(Debug, Clone)]
+/// A page request for one parent. Keys that share their query (filter and page
+/// arguments) are read by one statement.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PageKey<F> {
     /// The parent row.
     pub parent: Uuid,
-    /// Filter and page arguments (shared by the whole batch).
+    /// Filter and page arguments, shared by the keys of one field.
     pub query: Arc<PageQuery<F>>,
 }
 
-/// Filter and page arguments, with a fingerprint for grouping.
-#[derive(Debug)]
+/// Filter and page arguments.
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct PageQuery<F> {
     /// The filter.
     pub filter: F,
     /// The page.
     pub args: PageArgs,
-    fingerprint: String,
 }
 
-impl<F: Debug> PageQuery<F> {
+impl<F> PageQuery<F> {
     /// Wraps filter and arguments.
     pub fn new(filter: F, args: PageArgs) -> Arc<Self> {
-        let fingerprint = format!("{filter:?}|{args:?}");
-        Arc::new(Self {
-            filter,
-            args,
-            fingerprint,
-        })
+        Arc::new(Self { filter, args })
     }
 }
 
-impl<F> PartialEq for PageKey<F> {
-    fn eq(&self, other: &Self) -> bool {
-        self.parent == other.parent && self.query.fingerprint == other.query.fingerprint
-    }
-}
-impl<F> Eq for PageKey<F> {}
-impl<F> Hash for PageKey<F> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.parent.hash(state);
-        self.query.fingerprint.hash(state);
-    }
-}
-
-/// Groups keys that share filter and arguments: one statement per group.
-fn groups<F>(keys: &[PageKey<F>]) -> Vec<(Arc<PageQuery<F>>, Vec<Uuid>)> {
-    let mut out: Vec<(Arc<PageQuery<F>>, Vec<Uuid>)> = Vec::new();
+/// Groups keys that share their query: one statement per group (one per field of
+/// a level, unless two fields of the level ask the same).
+fn groups<F: Eq + Hash>(keys: &[PageKey<F>]) -> HashMap<Arc<PageQuery<F>>, Vec<Uuid>> {
+    let mut out: HashMap<Arc<PageQuery<F>>, Vec<Uuid>> = HashMap::new();
     for key in keys {
-        match out
-            .iter_mut()
-            .find(|(q, _)| q.fingerprint == key.query.fingerprint)
-        {
-            Some((_, parents)) => parents.push(key.parent),
-            None => out.push((key.query.clone(), vec![key.parent])),
-        }
+        out.entry(key.query.clone()).or_default().push(key.parent);
     }
     out
 }
 
 /// One group's per-parent values under their loader keys.
 fn keyed<F, V>(
-    query: &Arc<PageQuery<F>>,
-    values: impl IntoIterator<Item = (Uuid, V)>,
+    query: Arc<PageQuery<F>>,
+    values: HashMap<Uuid, V>,
 ) -> impl Iterator<Item = (PageKey<F>, V)> {
-    let query = query.clone();
     values.into_iter().map(move |(parent, value)| {
         let key = PageKey {
             parent,
@@ -115,53 +92,6 @@ fn keyed<F, V>(
         };
         (key, value)
     })
-}
-
-/// Grouped counts for every parent asked about: one without rows counts 0.
-fn zero_filled(parents: &[Uuid], counts: Vec<(Uuid, i64)>) -> Vec<(Uuid, i64)> {
-    let counts: HashMap<Uuid, i64> = counts.into_iter().collect();
-    parents
-        .iter()
-        .map(|p| (*p, counts.get(p).copied().unwrap_or(0)))
-        .collect()
-}
-
-/// Splits rows by parent; every parent asked about gets an entry, maybe empty.
-fn by_parent<T>(
-    rows: Vec<T>,
-    parents: &[Uuid],
-    parent: impl Fn(&T) -> Uuid,
-) -> HashMap<Uuid, Vec<T>> {
-    let mut out: HashMap<Uuid, Vec<T>> = parents.iter().map(|p| (*p, Vec::new())).collect();
-    for row in rows {
-        out.entry(parent(&row)).or_default().push(row);
-    }
-    out
-}
-
-/// Splits rows by parent and puts each parent's rows back in fetch order.
-fn pages<T>(
-    rows: Vec<T>,
-    parents: &[Uuid],
-    args: &PageArgs,
-    ascending_fetch: bool,
-    parent: impl Fn(&T) -> Uuid,
-    key: impl Fn(&T) -> SortKey,
-) -> HashMap<Uuid, Page<T>> {
-    by_parent(rows, parents, parent)
-        .into_iter()
-        .map(|(p, mut rows)| {
-            rows.sort_by_key(|r| key(r));
-            if !ascending_fetch {
-                rows.reverse();
-            }
-            (p, Page::from_fetched(rows, args))
-        })
-        .collect()
-}
-
-fn ascending(order: TimeOrder, from_end: bool) -> bool {
-    matches!(order, TimeOrder::CreatedAsc | TimeOrder::UpdatedAsc) != from_end
 }
 
 /// Conversations of a workspace: one page per workspace.
@@ -181,29 +111,20 @@ impl Loader<ConversationPageKey> for CortexLoader {
         let mut conn = self.conn().await?;
         let mut out = HashMap::new();
         for (query, parents) in groups(keys) {
-            let rows = self
+            let pages = self
                 .scope
-                .conversation_pages(&mut conn, parents.clone(), &query.filter, &query.args)
+                .conversation_pages(&mut conn, parents, &query.filter, &query.args)
                 .await
                 .map_err(db_err)?;
-            let rows: Vec<Arc<Conversation>> = rows.into_iter().map(Arc::new).collect();
-            let order = query.args.order;
-            let pages = pages(
-                rows,
-                &parents,
-                &query.args,
-                ascending(order, query.args.from_end()),
-                |r| r.workspace_id,
-                |r| order.key(r.created_at, r.updated_at, r.id),
-            );
-            out.extend(keyed(&query, pages));
+            let pages = pages.into_iter().map(|(p, page)| (p, page.map(Arc::new)));
+            out.extend(keyed(query, pages.collect()));
         }
         Ok(out)
     }
 }
 
 /// What a message page reads besides its parent and page arguments.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MessagePageFilter {
     /// Which messages.
     pub criteria: MessageFilter,
@@ -227,27 +148,19 @@ impl Loader<MessagePageKey> for CortexLoader {
         let mut out = HashMap::new();
         for (query, parents) in groups(keys) {
             let filter = &query.filter;
-            let rows = self
+            let pages = self
                 .scope
                 .message_pages(
                     &mut conn,
-                    parents.clone(),
+                    parents,
                     &filter.criteria,
                     filter.with_metadata,
                     &query.args,
                 )
                 .await
                 .map_err(db_err)?;
-            let rows: Vec<Arc<Message>> = rows.into_iter().map(Arc::new).collect();
-            let pages = pages(
-                rows,
-                &parents,
-                &query.args,
-                !query.args.from_end(),
-                |r| r.conversation_id,
-                |r| (r.timestamp, r.id),
-            );
-            out.extend(keyed(&query, pages));
+            let pages = pages.into_iter().map(|(p, page)| (p, page.map(Arc::new)));
+            out.extend(keyed(query, pages.collect()));
         }
         Ok(out)
     }
@@ -272,11 +185,10 @@ impl Loader<ConversationCountKey> for CortexLoader {
         for (query, parents) in groups(&inner) {
             let counts = self
                 .scope
-                .conversation_counts(&mut conn, parents.clone(), &query.filter)
+                .conversation_counts(&mut conn, parents, &query.filter)
                 .await
                 .map_err(db_err)?;
-            let counts = zero_filled(&parents, counts);
-            out.extend(keyed(&query, counts).map(|(key, n)| (ConversationCountKey(key), n)));
+            out.extend(keyed(query, counts).map(|(key, n)| (ConversationCountKey(key), n)));
         }
         Ok(out)
     }
@@ -301,11 +213,10 @@ impl Loader<MessageCountKey> for CortexLoader {
         for (query, parents) in groups(&inner) {
             let counts = self
                 .scope
-                .message_counts(&mut conn, parents.clone(), &query.filter.criteria)
+                .message_counts(&mut conn, parents, &query.filter.criteria)
                 .await
                 .map_err(db_err)?;
-            let counts = zero_filled(&parents, counts);
-            out.extend(keyed(&query, counts).map(|(key, n)| (MessageCountKey(key), n)));
+            out.extend(keyed(query, counts).map(|(key, n)| (MessageCountKey(key), n)));
         }
         Ok(out)
     }
@@ -340,22 +251,18 @@ impl Loader<LatestMessagesKey> for CortexLoader {
                 .filter(|k| k.limit == limit)
                 .map(|k| k.conversation_id)
                 .collect();
-            let rows = self
+            let latest = self
                 .scope
-                .latest_messages(&mut conn, parents.clone(), limit)
+                .latest_messages(&mut conn, parents, limit)
                 .await
                 .map_err(db_err)?;
-            let rows: Vec<Arc<Message>> = rows.into_iter().map(Arc::new).collect();
-            for (conversation_id, mut rows) in by_parent(rows, &parents, |r| r.conversation_id) {
-                rows.sort_by_key(|r| (r.timestamp, r.id));
-                out.insert(
-                    LatestMessagesKey {
-                        conversation_id,
-                        limit,
-                    },
-                    rows,
-                );
-            }
+            out.extend(latest.into_iter().map(|(conversation_id, rows)| {
+                let key = LatestMessagesKey {
+                    conversation_id,
+                    limit,
+                };
+                (key, rows.into_iter().map(Arc::new).collect())
+            }));
         }
         Ok(out)
     }
@@ -376,24 +283,15 @@ impl Loader<SenderCountsKey> for CortexLoader {
         crate::metrics::record_batch("SenderCountsKey", keys.len());
         let mut conn = self.conn().await?;
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows = self
+        let counts = self
             .scope
-            .sender_counts(&mut conn, ids.clone())
+            .sender_counts(&mut conn, ids)
             .await
             .map_err(db_err)?;
-        let mut out: HashMap<SenderCountsKey, Self::Value> = ids
-            .iter()
-            .map(|id| (SenderCountsKey(*id), Vec::new()))
-            .collect();
-        for (conversation, sender, n) in rows {
-            out.entry(SenderCountsKey(conversation))
-                .or_default()
-                .push((sender, n));
-        }
-        for counts in out.values_mut() {
-            counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        }
-        Ok(out)
+        Ok(counts
+            .into_iter()
+            .map(|(id, counts)| (SenderCountsKey(id), counts))
+            .collect())
     }
 }
 

@@ -1,5 +1,6 @@
 //! The GraphQL API: schema, types, loaders, filters and the HTTP endpoint.
 
+pub mod batcher;
 pub mod budget;
 pub mod complete;
 pub mod connection;

@@ -1,0 +1,559 @@
+//! Batching by structure: every key a query level asks for is loaded in one
+//! batch, whatever the scheduler does.
+//!
+//! async-graphql resolves the objects of a list, and the fields of an object, as
+//! futures polled together in one task. When a level's resolvers ask for keys they
+//! do so in the same poll, and then wait. [`Batcher::run`] drives the request's
+//! future and starts the loads only once a poll has ended with nothing left to do
+//! but wait (not on a timer, as async-graphql's `DataLoader` does): every key of
+//! the level is queued by then. The loads run inside the same task, and a finished
+//! batch hands every waiting resolver its value before the request is polled again,
+//! so the next level's keys are queued together as well.
+//!
+//! A poll that ends because the request chose to pause (a CPU-budget
+//! [`checkpoint`](crate::graphql::budget::checkpoint), or a `FuturesUnordered`
+//! that yields with children still ready) wakes its own task, and is not the end
+//! of a level: the keys wait for a poll that ends without such a wake.
+//!
+//! A value is kept only until the resolvers that asked for it have it: a mutation
+//! that changes a row and then reads it is not answered from an earlier read.
+
+use std::any::{Any, TypeId};
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hash;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
+
+use async_graphql::dataloader::Loader;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+
+use crate::error::AppError;
+
+/// What a load answers: the value, `None` when the batch had nothing for the key.
+pub type Loaded<V> = Result<Option<V>, Arc<AppError>>;
+
+/// The keys of one request, queued per key type, and the loads that answer them.
+pub struct Batcher<L> {
+    loader: Arc<L>,
+    queues: Mutex<Vec<Registered<L>>>,
+    driven: AtomicUsize,
+}
+
+/// A key type's queue, typed (to queue a key) and erased (to start its batch).
+struct Registered<L> {
+    key: TypeId,
+    typed: Arc<dyn Any + Send + Sync>,
+    erased: Arc<dyn Dispatch<L>>,
+}
+
+impl<L: Send + Sync + 'static> Batcher<L> {
+    /// A batcher whose batches `loader` answers.
+    pub fn new(loader: L) -> Self {
+        Self {
+            loader: Arc::new(loader),
+            queues: Mutex::new(Vec::new()),
+            driven: AtomicUsize::new(0),
+        }
+    }
+
+    /// Loads `key` with every other key its query level asks for.
+    pub fn load<K>(&self, key: K) -> LoadOne<K, L::Value>
+    where
+        K: Send + Sync + Hash + Eq + Clone + 'static,
+        L: Loader<K, Error = Arc<AppError>>,
+    {
+        let queue = self.queue::<K>();
+        queue.ask(&key);
+        let load = LoadOne {
+            queue,
+            key,
+            answered: false,
+        };
+        if self.driven.load(Ordering::Acquire) == 0 {
+            // Nothing drives this batcher (a caller outside `run`): load at once,
+            // so the key is never left waiting.
+            if let Some(batch) = load.queue.clone().take(self.loader.clone()) {
+                tokio::spawn(batch);
+            }
+        }
+        load
+    }
+
+    /// Drives `work` (a request's execution), starting the queued batches each time
+    /// it stalls on them; returns its output.
+    pub async fn run<F: Future>(&self, work: F) -> F::Output {
+        self.driven.fetch_add(1, Ordering::AcqRel);
+        let _driving = Driving(&self.driven);
+        let mut work = pin!(work);
+        let mut batches = FuturesUnordered::new();
+        // The request is polled with a waker that tells whether it woke itself
+        // during the poll: futures-util's `FuturesUnordered` (async-graphql's fields
+        // and lists) yields that way after a few children, with others still
+        // ready, and so does a budget checkpoint.
+        let signal = Arc::new(Signal::default());
+        let waker = Waker::from(signal.clone());
+        std::future::poll_fn(move |cx| loop {
+            signal.follow(cx.waker());
+            signal.woken.store(false, Ordering::Release);
+            if let Poll::Ready(output) = work.as_mut().poll(&mut Context::from_waker(&waker)) {
+                return Poll::Ready(output);
+            }
+            // A request that woke itself paused (a budget checkpoint, a set of
+            // futures yielding); one that did not can only be waiting on data.
+            if !signal.woken.load(Ordering::Acquire) {
+                batches.extend(self.take_batches());
+            }
+            let mut answered = false;
+            while let Poll::Ready(Some(())) = batches.poll_next_unpin(cx) {
+                answered = true;
+            }
+            if !answered {
+                return Poll::Pending;
+            }
+        })
+        .await
+    }
+
+    fn take_batches(&self) -> Vec<BoxFuture<'static, ()>> {
+        let queues: Vec<Arc<dyn Dispatch<L>>> = lock(&self.queues)
+            .iter()
+            .map(|q| q.erased.clone())
+            .collect();
+        queues
+            .into_iter()
+            .filter_map(|q| q.take(self.loader.clone()))
+            .collect()
+    }
+
+    fn queue<K>(&self) -> Arc<Queue<K, L::Value>>
+    where
+        K: Send + Sync + Hash + Eq + Clone + 'static,
+        L: Loader<K, Error = Arc<AppError>>,
+    {
+        let mut queues = lock(&self.queues);
+        let found = queues.iter().find(|q| q.key == TypeId::of::<K>());
+        if let Some(found) = found {
+            if let Ok(queue) = found.typed.clone().downcast::<Queue<K, L::Value>>() {
+                return queue;
+            }
+        }
+        let queue = Arc::new(Queue::<K, L::Value>::default());
+        queues.push(Registered {
+            key: TypeId::of::<K>(),
+            typed: queue.clone(),
+            erased: queue.clone(),
+        });
+        queue
+    }
+}
+
+/// The waker the request is polled with: it notes a wake, and passes it on to the
+/// task's own waker.
+#[derive(Default)]
+struct Signal {
+    woken: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl Signal {
+    fn follow(&self, task: &Waker) {
+        let mut current = lock(&self.task);
+        if !current.as_ref().is_some_and(|w| w.will_wake(task)) {
+            *current = Some(task.clone());
+        }
+    }
+}
+
+impl Wake for Signal {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        if let Some(task) = lock(&self.task).as_ref() {
+            task.wake_by_ref();
+        }
+    }
+}
+
+/// Marks the end of a [`Batcher::run`], however it ends.
+struct Driving<'a>(&'a AtomicUsize);
+
+impl Drop for Driving<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The state stays consistent at every step, so a panic elsewhere does not spoil it.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One key type's keys: those not yet loaded, and the answers not yet taken.
+struct Queue<K, V> {
+    state: Mutex<QueueState<K, V>>,
+}
+
+struct QueueState<K, V> {
+    queued: Vec<K>,
+    slots: HashMap<K, Slot<V>>,
+}
+
+impl<K, V> Default for Queue<K, V> {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(QueueState {
+                queued: Vec::new(),
+                slots: HashMap::new(),
+            }),
+        }
+    }
+}
+
+/// A key's answer and who waits for it.
+struct Slot<V> {
+    answer: Option<Loaded<V>>,
+    waiting: usize,
+    wakers: Vec<Waker>,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Queue<K, V> {
+    /// Registers one more resolver waiting for `key`, queuing it if it is new.
+    fn ask(&self, key: &K) {
+        let mut state = lock(&self.state);
+        match state.slots.entry(key.clone()) {
+            Entry::Occupied(mut slot) => slot.get_mut().waiting += 1,
+            Entry::Vacant(slot) => {
+                slot.insert(Slot {
+                    answer: None,
+                    waiting: 1,
+                    wakers: Vec::new(),
+                });
+                state.queued.push(key.clone());
+            }
+        }
+    }
+
+    /// The answer for one waiting resolver, or `None` (and `waker` is woken later).
+    fn answer(&self, key: &K, waker: &Waker) -> Option<Loaded<V>> {
+        let mut state = lock(&self.state);
+        let slot = state.slots.get_mut(key)?;
+        match &slot.answer {
+            Some(answer) => {
+                let answer = answer.clone();
+                slot.waiting -= 1;
+                if slot.waiting == 0 {
+                    state.slots.remove(key);
+                }
+                Some(answer)
+            }
+            None => {
+                if !slot.wakers.iter().any(|w| w.will_wake(waker)) {
+                    slot.wakers.push(waker.clone());
+                }
+                None
+            }
+        }
+    }
+
+    /// One waiting resolver gave up (its future was dropped unanswered).
+    fn leave(&self, key: &K) {
+        let mut state = lock(&self.state);
+        if let Some(slot) = state.slots.get_mut(key) {
+            slot.waiting -= 1;
+            if slot.waiting == 0 && slot.answer.is_some() {
+                state.slots.remove(key);
+            }
+        }
+    }
+
+    /// Stores a batch's answers and wakes the resolvers waiting for them.
+    fn settle(&self, keys: Vec<K>, mut found: Result<HashMap<K, V>, Arc<AppError>>) {
+        let mut wakers = Vec::new();
+        {
+            let mut state = lock(&self.state);
+            for key in keys {
+                let Entry::Occupied(mut slot) = state.slots.entry(key) else {
+                    continue;
+                };
+                if slot.get().waiting == 0 {
+                    slot.remove();
+                    continue;
+                }
+                let answer = match &mut found {
+                    Ok(values) => Ok(values.remove(slot.key())),
+                    Err(e) => Err(e.clone()),
+                };
+                let slot = slot.get_mut();
+                slot.answer = Some(answer);
+                wakers.append(&mut slot.wakers);
+            }
+        }
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+}
+
+/// Starts a queue's batch, whatever its key type.
+trait Dispatch<L>: Send + Sync {
+    /// The load of every queued key, or `None` when none is queued.
+    fn take(self: Arc<Self>, loader: Arc<L>) -> Option<BoxFuture<'static, ()>>;
+}
+
+impl<K, L> Dispatch<L> for Queue<K, L::Value>
+where
+    K: Send + Sync + Hash + Eq + Clone + 'static,
+    L: Loader<K, Error = Arc<AppError>>,
+{
+    fn take(self: Arc<Self>, loader: Arc<L>) -> Option<BoxFuture<'static, ()>> {
+        let keys = std::mem::take(&mut lock(&self.state).queued);
+        if keys.is_empty() {
+            return None;
+        }
+        Some(Box::pin(async move {
+            let found = loader.load(&keys).await;
+            self.settle(keys, found);
+        }))
+    }
+}
+
+/// A resolver's wait for one key.
+pub struct LoadOne<K: Hash + Eq + Clone, V: Clone> {
+    queue: Arc<Queue<K, V>>,
+    key: K,
+    answered: bool,
+}
+
+impl<K: Hash + Eq + Clone + Unpin, V: Clone> Future for LoadOne<K, V> {
+    type Output = Loaded<V>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Loaded<V>> {
+        let this = self.get_mut();
+        match this.queue.answer(&this.key, cx.waker()) {
+            Some(answer) => {
+                this.answered = true;
+                Poll::Ready(answer)
+            }
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Drop for LoadOne<K, V> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.queue.leave(&self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Squares numbers, counting its batches and refusing 13.
+    #[derive(Default)]
+    struct Squares {
+        batches: Mutex<Vec<Vec<u32>>>,
+    }
+
+    impl Loader<u32> for Squares {
+        type Value = u64;
+        type Error = Arc<AppError>;
+
+        async fn load(&self, keys: &[u32]) -> Result<HashMap<u32, u64>, Self::Error> {
+            let mut sorted = keys.to_vec();
+            sorted.sort_unstable();
+            lock(&self.batches).push(sorted);
+            tokio::task::yield_now().await;
+            if keys.contains(&13) {
+                return Err(Arc::new(AppError::Timeout));
+            }
+            Ok(keys
+                .iter()
+                .filter(|k| **k != 0)
+                .map(|k| (*k, u64::from(*k) * u64::from(*k)))
+                .collect())
+        }
+    }
+
+    fn batches(batcher: &Batcher<Squares>) -> Vec<Vec<u32>> {
+        lock(&batcher.loader.batches).clone()
+    }
+
+    /// Ten parents, each loading its own key and then a child key: two levels.
+    async fn two_levels(
+        batcher: &Batcher<Squares>,
+        before_each: impl Fn() -> BoxFuture<'static, ()>,
+    ) {
+        let parents = (1..=10u32).map(|n| {
+            let pause = before_each();
+            async move {
+                pause.await;
+                let square = batcher.load(n).await.unwrap().unwrap();
+                let child = batcher.load(n + 100).await.unwrap().unwrap();
+                assert_eq!(
+                    (square, child),
+                    (u64::from(n * n), u64::from((n + 100) * (n + 100)))
+                );
+            }
+        });
+        futures_util::future::join_all(parents).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_level_is_one_batch_on_a_busy_runtime() {
+        // Other tasks keep both workers busy while the request runs.
+        let busy: Vec<_> = (0..4)
+            .map(|_| {
+                tokio::spawn(async {
+                    for _ in 0..2_000 {
+                        std::hint::black_box((0..2_000u64).sum::<u64>());
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        let batcher = Batcher::new(Squares::default());
+        batcher
+            .run(two_levels(&batcher, || Box::pin(std::future::ready(()))))
+            .await;
+        for task in busy {
+            task.abort();
+        }
+        let seen = batches(&batcher);
+        assert_eq!(
+            seen,
+            vec![(1..=10).collect::<Vec<_>>(), (101..=110).collect()]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_budget_checkpoint_does_not_split_a_level() {
+        // Each parent computes for a while first, so the poll passes its time
+        // slice and the later parents suspend at their checkpoint before loading.
+        let batcher = Batcher::new(Squares::default());
+        let spin = || -> BoxFuture<'static, ()> {
+            Box::pin(async {
+                let start = std::time::Instant::now();
+                while start.elapsed() < crate::graphql::budget::TIME_SLICE / 2 {
+                    std::hint::black_box(0);
+                }
+                crate::graphql::budget::checkpoint().await;
+            })
+        };
+        let suspended = crate::graphql::budget::suspensions();
+        crate::graphql::budget::within(
+            std::time::Duration::from_secs(60),
+            batcher.run(two_levels(&batcher, spin)),
+        )
+        .await
+        .unwrap();
+        assert!(
+            crate::graphql::budget::suspensions() > suspended,
+            "no checkpoint suspended"
+        );
+        let seen = batches(&batcher);
+        assert_eq!(
+            seen,
+            vec![(1..=10).collect::<Vec<_>>(), (101..=110).collect()]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_futures_unordered_that_yields_early_does_not_split_a_level() {
+        // async-graphql's shape: a set of objects, each a set of fields. An object
+        // whose fields all wait wakes itself, and a set with two such children
+        // yields before polling the rest.
+        let batcher = Batcher::new(Squares::default());
+        let object = |n: u32| {
+            let batcher = &batcher;
+            async move {
+                for level in [200, 300] {
+                    let mut fields: FuturesUnordered<_> =
+                        (0..3).map(|f| batcher.load(level + n * 3 + f)).collect();
+                    while let Some(value) = fields.next().await {
+                        value.unwrap();
+                    }
+                }
+            }
+        };
+        batcher
+            .run(async {
+                let mut objects: FuturesUnordered<_> = (1..=10).map(object).collect();
+                while objects.next().await.is_some() {}
+            })
+            .await;
+        let seen = batches(&batcher);
+        assert_eq!(
+            seen,
+            vec![(203..233).collect::<Vec<_>>(), (303..333).collect()]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_asked_twice_is_loaded_once_and_answers_both() {
+        let batcher = Batcher::new(Squares::default());
+        let (a, b) = batcher
+            .run(async { futures_util::join!(batcher.load(7), batcher.load(7)) })
+            .await;
+        assert_eq!((a.unwrap(), b.unwrap()), (Some(49), Some(49)));
+        assert_eq!(batches(&batcher), vec![vec![7]]);
+        // Answered values are not kept: a later read loads again (after a write).
+        let again = batcher.run(batcher.load(7)).await.unwrap();
+        assert_eq!(again, Some(49));
+        assert_eq!(batches(&batcher).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn missing_keys_answer_none_and_errors_reach_every_key_of_the_batch() {
+        let batcher = Batcher::new(Squares::default());
+        let (zero, thirteen, two) = batcher
+            .run(async { futures_util::join!(batcher.load(0), batcher.load(13), batcher.load(2)) })
+            .await;
+        assert_eq!(zero.unwrap_err().code(), "TIMEOUT");
+        assert_eq!(thirteen.unwrap_err().code(), "TIMEOUT");
+        assert_eq!(two.unwrap_err().code(), "TIMEOUT");
+        assert_eq!(batcher.run(batcher.load(0)).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_load_outside_run_still_completes() {
+        let batcher = Batcher::new(Squares::default());
+        assert_eq!(batcher.load(3).await.unwrap(), Some(9));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_wait_leaves_nothing_behind() {
+        let batcher = Batcher::new(Squares::default());
+        let polled = AtomicUsize::new(0);
+        batcher
+            .run(async {
+                let mut load = Box::pin(batcher.load(5));
+                std::future::poll_fn(|cx| {
+                    polled.fetch_add(1, Ordering::Relaxed);
+                    let _ = load.as_mut().poll(cx);
+                    Poll::Ready(())
+                })
+                .await;
+                drop(load);
+                // The batch still runs; its answer has no one to go to.
+                batcher.load(6).await.unwrap()
+            })
+            .await;
+        let queue = batcher.queue::<u32>();
+        assert!(lock(&queue.state).slots.is_empty());
+        assert_eq!(polled.load(Ordering::Relaxed), 1);
+    }
+}
