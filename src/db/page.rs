@@ -90,6 +90,17 @@ pub struct Page<T> {
     pub has_previous: bool,
 }
 
+/// An empty page (a parent the caller may not read has no rows).
+impl<T> Default for Page<T> {
+    fn default() -> Self {
+        Page {
+            rows: Vec::new(),
+            has_next: false,
+            has_previous: false,
+        }
+    }
+}
+
 impl<T> Page<T> {
     /// The same page with each row turned into something else.
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {

@@ -1,15 +1,173 @@
-//! Relay connections: opaque keyset cursors, page arguments and `PageInfo`.
+//! Relay connections: one generic [`Connection`] and [`Edge`] for every keyset
+//! list (workspaces, conversations, messages), one [`Total`] for `totalCount`,
+//! opaque cursors and `PageInfo`. Page sizes and their checks are in
+//! [`crate::graphql::paging`].
 
-use async_graphql::Object;
+use std::borrow::Cow;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use async_graphql::dataloader::Loader;
+use async_graphql::{Context, Object, OutputType, TypeName};
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use diesel::QueryResult;
+use diesel_async::AsyncPgConnection;
+use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
-use crate::db::{Page, PageArgs, SortKey, TimeOrder};
+use crate::db::scope::Scope;
+use crate::db::{Page, SortKey, TimeOrder};
 use crate::error::{AppError, AppResult};
+use crate::graphql::budget::Checked;
+use crate::graphql::context::{conn, load, scope};
+use crate::graphql::loaders::CortexLoader;
 
-/// Largest `first`/`last` a client may ask for.
-pub const MAX_PAGE_SIZE: i32 = 100;
+/// What a connection lists: a GraphQL object type with a place in a keyset order.
+pub trait Node: Send + Sync + 'static {
+    /// The node type's GraphQL name; its list types are `{NAME}Connection` and `{NAME}Edge`.
+    const NAME: &'static str;
+    /// What `node` and `nodes` resolve to (the type itself, or its fast path).
+    type Output<'a>: OutputType + 'a;
+    /// This node as `node`/`nodes` show it.
+    fn output(&self) -> Self::Output<'_>;
+}
+
+/// An edge of a list: a node and where it sits.
+pub struct Edge<N> {
+    /// Where the edge sits (encoded only when asked for).
+    pub cursor: Cursor,
+    /// The node.
+    pub node: N,
+}
+
+impl<N: Node> TypeName for Edge<N> {
+    fn type_name() -> Cow<'static, str> {
+        format!("{}Edge", N::NAME).into()
+    }
+}
+
+/// An edge of a list.
+#[Object(name_type)]
+impl<N: Node> Edge<N> {
+    /// Opaque position, for `after`/`before`.
+    async fn cursor(&self) -> String {
+        self.cursor.encode()
+    }
+    /// The listed object.
+    async fn node(&self) -> N::Output<'_> {
+        self.node.output()
+    }
+}
+
+/// A keyset page of a list.
+pub struct Connection<N> {
+    edges: Vec<Edge<N>>,
+    page_info: PageInfo,
+    total: Total,
+}
+
+impl<N: Node> Connection<N> {
+    /// `page` as a connection: each row's cursor is `key(row)` under `order`.
+    pub fn from_page<R>(
+        page: Page<R>,
+        order: TimeOrder,
+        key: impl Fn(&R) -> SortKey,
+        mut node: impl FnMut(R) -> N,
+        total: Total,
+    ) -> Self {
+        let edges: Vec<Edge<N>> = page
+            .rows
+            .into_iter()
+            .map(|row| Edge {
+                cursor: Cursor::Keyset(order, key(&row)),
+                node: node(row),
+            })
+            .collect();
+        let page_info = PageInfo {
+            has_next_page: page.has_next,
+            has_previous_page: page.has_previous,
+            start: edges.first().map(|e| e.cursor),
+            end: edges.last().map(|e| e.cursor),
+        };
+        Self {
+            edges,
+            page_info,
+            total,
+        }
+    }
+}
+
+impl<N: Node> TypeName for Connection<N> {
+    fn type_name() -> Cow<'static, str> {
+        format!("{}Connection", N::NAME).into()
+    }
+}
+
+/// A keyset page of a list.
+#[Object(name_type)]
+impl<N: Node> Connection<N> {
+    /// Edges with cursors.
+    async fn edges(&self) -> Vec<Checked<&Edge<N>>> {
+        self.edges.iter().map(Checked).collect()
+    }
+    /// The listed objects alone.
+    async fn nodes(&self) -> Vec<Checked<N::Output<'_>>> {
+        self.edges
+            .iter()
+            .map(|e| Checked(e.node.output()))
+            .collect()
+    }
+    /// Relay page information.
+    async fn page_info(&self) -> &PageInfo {
+        &self.page_info
+    }
+    /// All matching objects, counted only when asked for (a nested list's count
+    /// is one grouped statement for every list of its level).
+    async fn total_count(&self, ctx: &Context<'_>) -> AppResult<i32> {
+        let n = (self.total.0)(ctx).await?;
+        Ok(i32::try_from(n).unwrap_or(i32::MAX))
+    }
+}
+
+type CountFn = dyn for<'c, 'd> Fn(&'c Context<'d>) -> BoxFuture<'c, AppResult<i64>> + Send + Sync;
+
+/// How a list counts its matches for `totalCount`; nothing runs unless asked.
+pub struct Total(Box<CountFn>);
+
+impl Total {
+    /// Counted through a loader key, with every other list of the level.
+    pub fn batched<K>(key: K) -> Self
+    where
+        K: Send + Sync + Hash + Eq + Clone + Unpin + 'static,
+        CortexLoader: Loader<K, Value = i64, Error = Arc<AppError>>,
+    {
+        Total(Box::new(move |ctx| {
+            let count = load(ctx, key.clone());
+            Box::pin(async move { Ok(count.await?.unwrap_or(0)) })
+        }))
+    }
+
+    /// Counted by its own statement through the caller's scope (a root list).
+    pub fn counted<F: Send + Sync + 'static>(
+        filter: F,
+        count: for<'a> fn(
+            &'a Scope,
+            &'a mut AsyncPgConnection,
+            &'a F,
+        ) -> BoxFuture<'a, QueryResult<i64>>,
+    ) -> Self {
+        let filter = Arc::new(filter);
+        Total(Box::new(move |ctx| {
+            let filter = filter.clone();
+            Box::pin(async move {
+                let scope = scope(ctx)?;
+                let mut c = conn(ctx).await?;
+                Ok(count(scope, &mut c, &filter).await?)
+            })
+        }))
+    }
+}
 
 /// Where an edge sits in its list, encoded as an opaque cursor only when a client
 /// asks for it: a nested page of 2,000 messages that selects only `nodes` then
@@ -31,10 +189,6 @@ impl Cursor {
         }
     }
 }
-
-/// A root list's `totalCount`, run only when a client asks for it.
-pub type LazyTotal =
-    Box<dyn Fn() -> futures_util::future::BoxFuture<'static, AppResult<i64>> + Send + Sync>;
 
 /// Relay's page information.
 #[derive(Debug, Clone)]
@@ -113,63 +267,6 @@ fn order_tag(order: TimeOrder) -> &'static str {
     }
 }
 
-/// Validates Relay arguments into keyset page arguments.
-pub fn page_args(
-    first: Option<i32>,
-    after: Option<&str>,
-    last: Option<i32>,
-    before: Option<&str>,
-    order: TimeOrder,
-) -> AppResult<PageArgs> {
-    for (name, value) in [("first", first), ("last", last)] {
-        if let Some(n) = value {
-            if !(0..=MAX_PAGE_SIZE).contains(&n) {
-                return Err(AppError::bad_input(
-                    name,
-                    format!("`{name}` must be between 0 and {MAX_PAGE_SIZE}"),
-                ));
-            }
-        }
-    }
-    if first.is_some() && last.is_some() {
-        return Err(AppError::bad_input(
-            "last",
-            "pass either `first` or `last`, not both",
-        ));
-    }
-    Ok(PageArgs {
-        after: after
-            .map(|c| decode_cursor("after", order, c))
-            .transpose()?,
-        before: before
-            .map(|c| decode_cursor("before", order, c))
-            .transpose()?,
-        first: first.map(i64::from),
-        last: last.map(i64::from),
-        order,
-    })
-}
-
-/// `PageInfo` and each row's position for a page, given each row's key.
-pub fn page_info<T>(
-    page: &Page<T>,
-    order: TimeOrder,
-    key: impl Fn(&T) -> SortKey,
-) -> (PageInfo, Vec<Cursor>) {
-    let cursors: Vec<Cursor> = page
-        .rows
-        .iter()
-        .map(|r| Cursor::Keyset(order, key(r)))
-        .collect();
-    let info = PageInfo {
-        has_next_page: page.has_next,
-        has_previous_page: page.has_previous,
-        start: cursors.first().copied(),
-        end: cursors.last().copied(),
-    };
-    (info, cursors)
-}
-
 /// The cursor of a search hit: its place in the ranking, (rank, timestamp, id).
 pub fn encode_search_cursor(key: crate::db::messages::SearchKey) -> String {
     let text = format!(
@@ -233,13 +330,5 @@ mod tests {
                 "BAD_USER_INPUT"
             );
         }
-    }
-
-    #[test]
-    fn page_sizes_are_capped() {
-        assert!(page_args(Some(100), None, None, None, TimeOrder::default()).is_ok());
-        let e = page_args(Some(101), None, None, None, TimeOrder::default()).unwrap_err();
-        assert_eq!(e.code(), "BAD_USER_INPUT");
-        assert!(page_args(None, None, Some(-1), None, TimeOrder::default()).is_err());
     }
 }

@@ -8,41 +8,23 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::db::conversations::Conversation as ConversationRow;
-use crate::db::{Page, TimeOrder};
-use crate::error::{AppError, AppResult};
+use crate::db::TimeOrder;
+use crate::error::AppResult;
 use crate::graphql::budget::Checked;
-use crate::graphql::connection::{page_args, page_info, Cursor, LazyTotal, PageInfo};
+use crate::graphql::connection::{Connection, Node, Total};
 use crate::graphql::context::{load, load_many, scope};
 use crate::graphql::filters::MessageFilter;
 use crate::graphql::loaders::{
-    ConversationCountKey, LatestMessagesKey, MessageCountKey, MessagePageFilter, MessagePageKey,
-    PageQuery, SenderCountsKey, UserNameKey, WorkspaceKey,
+    LatestMessagesKey, MessageCountKey, MessagePageFilter, MessagePageKey, PageQuery,
+    SenderCountsKey, UserNameKey, WorkspaceKey,
 };
-use crate::graphql::message::{Message, MessageConnection, MessageEdge};
+use crate::graphql::message::{Message, MessageConnection};
+use crate::graphql::paging::{
+    latest_cost, page_args, participants_cost, within, DEFAULT_LATEST, DEFAULT_PARTICIPANTS,
+    MAX_LATEST, MAX_PARTICIPANTS,
+};
 use crate::graphql::user::UserProfile;
 use crate::graphql::workspace::Workspace;
-
-/// Most `latestMessages` a client may ask for.
-pub const MAX_LATEST: i32 = 100;
-
-/// Most participants a conversation holds (checked on every write), and the
-/// largest `participants(first:)`.
-pub const MAX_PARTICIPANTS: usize = 1000;
-
-/// What `participants(first:)` costs times its selection: its `first`, within
-/// bounds (the list's length is not known before the query runs, so complexity
-/// takes the most it may return).
-pub fn participants_cost(first: i32) -> usize {
-    usize::try_from(first)
-        .unwrap_or(0)
-        .clamp(1, MAX_PARTICIPANTS)
-}
-
-/// What `latestMessages(limit:)` costs times its selection: its `limit`, within
-/// bounds (an out-of-range one is refused when it runs).
-pub fn latest_cost(limit: i32) -> usize {
-    limit.clamp(1, MAX_LATEST) as usize
-}
 
 /// A conversation in a workspace (the row is shared with the request's loader, so
 /// handing a page to its resolver copies no row).
@@ -95,17 +77,9 @@ impl Conversation {
     async fn participants(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 100)] first: i32,
+        #[graphql(default_with = "DEFAULT_PARTICIPANTS")] first: i32,
     ) -> AppResult<Vec<Checked<UserProfile>>> {
-        let first = usize::try_from(first)
-            .ok()
-            .filter(|n| *n <= MAX_PARTICIPANTS)
-            .ok_or_else(|| {
-                AppError::bad_input(
-                    "first",
-                    format!("`first` must be between 0 and {MAX_PARTICIPANTS}"),
-                )
-            })?;
+        let first = within("first", first, MAX_PARTICIPANTS as i32)? as usize;
         let ids = &self.0.participant_ids[..first.min(self.0.participant_ids.len())];
         let me = scope(ctx)?.user_id();
         // Both batched over the whole level: the users, and who wrote where.
@@ -144,7 +118,7 @@ impl Conversation {
     }
 
     /// Messages, oldest first; `last: N` reads the newest N.
-    #[graphql(complexity = "crate::graphql::limits::page_cost(first, last) * child_complexity")]
+    #[graphql(complexity = "crate::graphql::paging::page_cost(first, last) * child_complexity")]
     async fn messages(
         &self,
         ctx: &Context<'_>,
@@ -174,12 +148,7 @@ impl Conversation {
             parent: self.0.id,
             query,
         };
-        let page = load(ctx, key.clone()).await?.unwrap_or(Page {
-            rows: vec![],
-            has_next: false,
-            has_previous: false,
-        });
-        let (page_info, cursors) = page_info(&page, order, |m| (m.timestamp, m.id));
+        let page = load(ctx, key.clone()).await?.unwrap_or_default();
         // A page's messages mostly share a few senders: one load of the distinct ones
         // per page, batched with every other page of the query, instead of one loader
         // call per message (2,000 calls were half the nested benchmark's CPU).
@@ -196,31 +165,27 @@ impl Conversation {
         } else {
             None
         };
-        let edges = page
-            .rows
-            .into_iter()
-            .zip(cursors)
-            .map(|(row, cursor)| {
-                let node = match &senders {
-                    Some(senders) => {
-                        let sender = senders.get(&row.sender_id).cloned();
-                        Message::with_sender(row, sender)
-                    }
-                    None => Message::from(row),
-                };
-                let node = if with_metadata {
-                    node
-                } else {
-                    node.without_metadata()
-                };
-                MessageEdge { cursor, node }
-            })
-            .collect();
-        Ok(MessageConnection {
-            edges,
-            page_info,
-            count_key: MessageCountKey(key),
-        })
+        let node = |row: Arc<crate::db::messages::Message>| {
+            let node = match &senders {
+                Some(senders) => {
+                    let sender = senders.get(&row.sender_id).cloned();
+                    Message::with_sender(row, sender)
+                }
+                None => Message::from(row),
+            };
+            if with_metadata {
+                node
+            } else {
+                node.without_metadata()
+            }
+        };
+        Ok(Connection::from_page(
+            page,
+            order,
+            |m| (m.timestamp, m.id),
+            node,
+            Total::batched(MessageCountKey(key)),
+        ))
     }
 
     /// The newest `limit` messages, returned oldest first.
@@ -228,14 +193,9 @@ impl Conversation {
     async fn latest_messages(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 50)] limit: i32,
+        #[graphql(default_with = "DEFAULT_LATEST")] limit: i32,
     ) -> AppResult<Vec<Checked<Message>>> {
-        if !(0..=MAX_LATEST).contains(&limit) {
-            return Err(AppError::bad_input(
-                "limit",
-                format!("`limit` must be between 0 and {MAX_LATEST}"),
-            ));
-        }
+        within("limit", limit, MAX_LATEST)?;
         let key = LatestMessagesKey {
             conversation_id: self.0.id,
             limit: i64::from(limit),
@@ -268,66 +228,13 @@ impl Conversation {
     }
 }
 
-/// An edge of a conversation list.
-pub struct ConversationEdge {
-    /// Where the edge sits (encoded only when asked for).
-    pub cursor: Cursor,
-    /// The conversation.
-    pub node: Conversation,
-}
-
-/// An edge of a conversation list.
-#[Object]
-impl ConversationEdge {
-    /// Opaque position, for `after`/`before`.
-    async fn cursor(&self) -> String {
-        self.cursor.encode()
-    }
-    /// The conversation.
-    async fn node(&self) -> &Conversation {
-        &self.node
-    }
-}
-
 /// A page of conversations.
-pub struct ConversationConnection {
-    /// The page's edges.
-    pub edges: Vec<ConversationEdge>,
-    /// Relay page information.
-    pub page_info: PageInfo,
-    /// How `totalCount` is computed.
-    pub total: ConversationTotal,
-}
+pub type ConversationConnection = Connection<Conversation>;
 
-/// How a conversation list counts its matches.
-pub enum ConversationTotal {
-    /// A workspace's list: one grouped statement for every list of the level.
-    Batched(ConversationCountKey),
-    /// A root list: its own statement.
-    Lazy(LazyTotal),
-}
-
-#[Object]
-impl ConversationConnection {
-    /// Edges with cursors.
-    async fn edges(&self) -> Vec<Checked<&ConversationEdge>> {
-        self.edges.iter().map(Checked).collect()
-    }
-    /// The conversations alone.
-    async fn nodes(&self) -> Vec<Checked<&Conversation>> {
-        self.edges.iter().map(|e| Checked(&e.node)).collect()
-    }
-    /// Relay page information.
-    async fn page_info(&self) -> &PageInfo {
-        &self.page_info
-    }
-    /// All matching conversations (one grouped statement for all lists, only when asked).
-    async fn total_count(&self, ctx: &Context<'_>) -> AppResult<i32> {
-        match &self.total {
-            ConversationTotal::Batched(key) => {
-                Ok(load(ctx, key.clone()).await?.unwrap_or(0) as i32)
-            }
-            ConversationTotal::Lazy(total) => Ok(total().await? as i32),
-        }
+impl Node for Conversation {
+    const NAME: &'static str = "Conversation";
+    type Output<'a> = &'a Conversation;
+    fn output(&self) -> &Conversation {
+        self
     }
 }

@@ -10,7 +10,7 @@
 //!   fragment cycles, field depth, aliases, directives, and the nesting of list
 //!   fields inside introspection (the "circular introspection" query);
 //! - in validation: complexity, with connection fields costed by their page size
-//!   (see [`page_cost`]).
+//!   (see [`crate::graphql::paging::page_cost`]).
 //!
 //! Every later pass (async-graphql's own depth check, its validation, execution)
 //! expands fragment spreads where they are written, so its work is bounded by the
@@ -231,18 +231,6 @@ fn display_count(n: usize) -> String {
     } else {
         n.to_string()
     }
-}
-
-/// The cost factor of a connection field: its page size (`first` or `last`, the
-/// default page when neither is given), at least 1. Used in the fields'
-/// `complexity` attributes: `page_cost(first, last) * child_complexity`.
-pub fn page_cost(first: Option<i32>, last: Option<i32>) -> usize {
-    let size = first
-        .into_iter()
-        .chain(last)
-        .max()
-        .map_or(crate::db::DEFAULT_PAGE_SIZE, i64::from);
-    size.clamp(1, i64::from(super::connection::MAX_PAGE_SIZE)) as usize
 }
 
 /// Walks the raw document as GraphQL's lexer would (strings, block strings and
@@ -718,15 +706,6 @@ mod tests {
             .introspection_lists,
             4
         );
-    }
-
-    #[test]
-    fn page_cost_is_the_page_size_within_bounds() {
-        assert_eq!(page_cost(Some(10), None), 10);
-        assert_eq!(page_cost(None, Some(20)), 20);
-        assert_eq!(page_cost(None, None), 20);
-        assert_eq!(page_cost(Some(-5), None), 1);
-        assert_eq!(page_cost(Some(100_000), None), 100);
     }
 
     #[test]

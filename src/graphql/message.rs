@@ -10,10 +10,10 @@ use crate::db::messages::Message as MessageRow;
 use crate::db::users::UserName;
 use crate::error::{AppError, AppResult};
 use crate::graphql::budget::Checked;
-use crate::graphql::connection::{Cursor, PageInfo};
+use crate::graphql::connection::{Connection, Node, PageInfo};
 use crate::graphql::context::load;
 use crate::graphql::conversation::Conversation;
-use crate::graphql::loaders::{ConversationKey, MessageCountKey, UserNameKey};
+use crate::graphql::loaders::{ConversationKey, UserNameKey};
 use crate::graphql::plain::{Plain, PlainFields, PlainSelection};
 use crate::graphql::user::UserProfile;
 
@@ -151,54 +151,14 @@ impl PlainFields for Message {
     }
 }
 
-/// An edge of a message list.
-pub struct MessageEdge {
-    /// Where the edge sits (encoded only when asked for).
-    pub cursor: Cursor,
-    /// The message.
-    pub node: Message,
-}
-
-/// An edge of a message list.
-#[Object]
-impl MessageEdge {
-    /// Opaque position, for `after`/`before`.
-    async fn cursor(&self) -> String {
-        self.cursor.encode()
-    }
-    /// The message.
-    async fn node(&self) -> Plain<&Message> {
-        Plain(&self.node)
-    }
-}
-
 /// A page of messages.
-pub struct MessageConnection {
-    /// The page's edges.
-    pub edges: Vec<MessageEdge>,
-    /// Relay page information.
-    pub page_info: PageInfo,
-    /// Batched total.
-    pub count_key: MessageCountKey,
-}
+pub type MessageConnection = Connection<Message>;
 
-#[Object]
-impl MessageConnection {
-    /// Edges with cursors.
-    async fn edges(&self) -> Vec<Checked<&MessageEdge>> {
-        self.edges.iter().map(Checked).collect()
-    }
-    /// The messages alone.
-    async fn nodes(&self) -> Vec<Checked<Plain<&Message>>> {
-        self.edges.iter().map(|e| Checked(Plain(&e.node))).collect()
-    }
-    /// Relay page information.
-    async fn page_info(&self) -> &PageInfo {
-        &self.page_info
-    }
-    /// All matching messages (one grouped statement for all lists, only when asked).
-    async fn total_count(&self, ctx: &Context<'_>) -> AppResult<i32> {
-        Ok(load(ctx, self.count_key.clone()).await?.unwrap_or(0) as i32)
+impl Node for Message {
+    const NAME: &'static str = "Message";
+    type Output<'a> = Plain<&'a Message>;
+    fn output(&self) -> Plain<&Message> {
+        Plain(self)
     }
 }
 

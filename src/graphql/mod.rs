@@ -14,6 +14,7 @@ pub mod limits;
 pub mod loaders;
 pub mod message;
 pub mod mutation;
+pub mod paging;
 pub mod plain;
 pub mod query;
 pub mod user;

@@ -158,7 +158,7 @@ fn check_content(content: &str) -> AppResult<()> {
 }
 
 fn participants(me: &str, mut ids: Vec<String>) -> AppResult<Vec<String>> {
-    let max = crate::graphql::conversation::MAX_PARTICIPANTS;
+    let max = crate::graphql::paging::MAX_PARTICIPANTS;
     let refused = || {
         AppError::bad_input(
             "participantIds",

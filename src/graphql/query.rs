@@ -1,52 +1,25 @@
 //! The `Query` root.
 
 use async_graphql::{Context, Object};
-use diesel::QueryResult;
-use diesel_async::AsyncPgConnection;
-use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
-use crate::db::scope::{Scope, SearchBounds};
+use crate::db::scope::SearchBounds;
 use crate::db::TimeOrder;
 use crate::error::{AppError, AppResult};
 use crate::graphql::budget::Checked;
 use crate::graphql::connection::{
-    decode_search_cursor, encode_search_cursor, page_args, page_info, Cursor, LazyTotal, PageInfo,
-    MAX_PAGE_SIZE,
+    decode_search_cursor, encode_search_cursor, Connection, Cursor, PageInfo, Total,
 };
-use crate::graphql::context::{conn, request, scope};
-use crate::graphql::conversation::{
-    Conversation, ConversationConnection, ConversationEdge, ConversationTotal,
-};
+use crate::graphql::context::{conn, scope};
+use crate::graphql::conversation::{Conversation, ConversationConnection};
 use crate::graphql::filters::{ConversationFilter, WorkspaceFilter};
 use crate::graphql::message::{Message, SearchConnection, SearchHitEdge};
+use crate::graphql::paging::{page_args, within, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::graphql::user::User;
-use crate::graphql::workspace::{ListOrder, Workspace, WorkspaceConnection, WorkspaceEdge};
+use crate::graphql::workspace::{ListOrder, Workspace, WorkspaceConnection};
 
 /// Read operations.
 pub struct QueryRoot;
-
-/// A root list's `totalCount`: `count` on its own connection, only when asked for.
-fn lazy_total<F: Send + Sync + 'static>(
-    ctx: &Context<'_>,
-    filter: F,
-    count: for<'a> fn(
-        &'a Scope,
-        &'a mut AsyncPgConnection,
-        &'a F,
-    ) -> BoxFuture<'a, QueryResult<i64>>,
-) -> AppResult<LazyTotal> {
-    let req = request(ctx);
-    let (db, stats, scope) = (req.db.clone(), req.stats.clone(), scope(ctx)?.clone());
-    let filter = std::sync::Arc::new(filter);
-    Ok(Box::new(move || {
-        let (db, stats, scope, filter) = (db.clone(), stats.clone(), scope.clone(), filter.clone());
-        Box::pin(async move {
-            let mut c = db.conn(Some(&stats)).await?;
-            Ok(count(&scope, &mut c, &filter).await?)
-        })
-    }))
-}
 
 #[Object(name = "Query")]
 impl QueryRoot {
@@ -80,7 +53,7 @@ impl QueryRoot {
     /// `participantIds`), in any workspace, a keyset page at a time (newest first
     /// by default).
     #[allow(clippy::too_many_arguments)]
-    #[graphql(complexity = "crate::graphql::limits::page_cost(first, last) * child_complexity")]
+    #[graphql(complexity = "crate::graphql::paging::page_cost(first, last) * child_complexity")]
     async fn participating_conversations(
         &self,
         ctx: &Context<'_>,
@@ -97,31 +70,21 @@ impl QueryRoot {
         let page = scope(ctx)?
             .participating_conversations(&mut *conn(ctx).await?, &filter, &args)
             .await?;
-        let (page_info, cursors) = page_info(&page, order, |c| {
-            order.key(c.created_at, c.updated_at, c.id)
-        });
-        let edges = page
-            .rows
-            .into_iter()
-            .zip(cursors)
-            .map(|(row, cursor)| ConversationEdge {
-                cursor,
-                node: Conversation::from(row),
-            })
-            .collect();
-        let total = lazy_total(ctx, filter, |scope, c, filter| {
+        let total = Total::counted(filter, |scope, c, filter| {
             Box::pin(scope.participating_conversation_count(c, filter))
-        })?;
-        Ok(ConversationConnection {
-            edges,
-            page_info,
-            total: ConversationTotal::Lazy(total),
-        })
+        });
+        Ok(Connection::from_page(
+            page,
+            order,
+            |c| order.key(c.created_at, c.updated_at, c.id),
+            Conversation::from,
+            total,
+        ))
     }
 
     /// The caller's workspaces, a keyset page at a time (newest first by default).
     #[allow(clippy::too_many_arguments)]
-    #[graphql(complexity = "crate::graphql::limits::page_cost(first, last) * child_complexity")]
+    #[graphql(complexity = "crate::graphql::paging::page_cost(first, last) * child_complexity")]
     async fn workspaces(
         &self,
         ctx: &Context<'_>,
@@ -138,31 +101,21 @@ impl QueryRoot {
         let page = scope(ctx)?
             .workspaces(&mut *conn(ctx).await?, &filter, &args)
             .await?;
-        let (page_info, cursors) = page_info(&page, order, |w| {
-            order.key(w.created_at, w.updated_at, w.id)
-        });
-        let edges = page
-            .rows
-            .into_iter()
-            .zip(cursors)
-            .map(|(row, cursor)| WorkspaceEdge {
-                cursor,
-                node: Workspace(row),
-            })
-            .collect();
-        let total = lazy_total(ctx, filter, |scope, c, filter| {
+        let total = Total::counted(filter, |scope, c, filter| {
             Box::pin(scope.workspace_count(c, filter))
-        })?;
-        Ok(WorkspaceConnection {
-            edges,
-            page_info,
+        });
+        Ok(Connection::from_page(
+            page,
+            order,
+            |w| order.key(w.created_at, w.updated_at, w.id),
+            Workspace,
             total,
-        })
+        ))
     }
 
     /// Full-text search over the messages the caller may read (`websearch_to_tsquery`
     /// syntax: words, "quoted phrases", -excluded, or), best first.
-    #[graphql(complexity = "crate::graphql::limits::page_cost(first, None) * child_complexity")]
+    #[graphql(complexity = "crate::graphql::paging::page_cost(first, None) * child_complexity")]
     async fn search_messages(
         &self,
         ctx: &Context<'_>,
@@ -179,13 +132,7 @@ impl QueryRoot {
                 "`query` must be 1 to 1000 characters",
             ));
         }
-        let first = first.unwrap_or(20);
-        if !(0..=MAX_PAGE_SIZE).contains(&first) {
-            return Err(AppError::bad_input(
-                "first",
-                format!("`first` must be between 0 and {MAX_PAGE_SIZE}"),
-            ));
-        }
+        let first = within("first", first.unwrap_or(DEFAULT_PAGE_SIZE), MAX_PAGE_SIZE)?;
         let after = after
             .map(|cursor| decode_search_cursor(&cursor))
             .transpose()?;

@@ -5,16 +5,14 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::db::workspaces::Workspace as WorkspaceRow;
-use crate::db::{Page, TimeOrder};
+use crate::db::TimeOrder;
 use crate::error::{AppError, AppResult};
-use crate::graphql::budget::Checked;
-use crate::graphql::connection::{page_args, page_info, Cursor, LazyTotal, PageInfo};
+use crate::graphql::connection::{Connection, Node, Total};
 use crate::graphql::context::load;
-use crate::graphql::conversation::{
-    Conversation, ConversationConnection, ConversationEdge, ConversationTotal,
-};
+use crate::graphql::conversation::{Conversation, ConversationConnection};
 use crate::graphql::filters::ConversationFilter;
 use crate::graphql::loaders::{ConversationCountKey, ConversationPageKey, PageQuery, UserNameKey};
+use crate::graphql::paging::page_args;
 use crate::graphql::user::UserProfile;
 
 /// The orders a list of workspaces or conversations can be read in.
@@ -85,7 +83,7 @@ impl Workspace {
 
     /// The workspace's conversations, a keyset page at a time (newest first by default).
     #[allow(clippy::too_many_arguments)]
-    #[graphql(complexity = "crate::graphql::limits::page_cost(first, last) * child_complexity")]
+    #[graphql(complexity = "crate::graphql::paging::page_cost(first, last) * child_complexity")]
     async fn conversations(
         &self,
         ctx: &Context<'_>,
@@ -103,28 +101,14 @@ impl Workspace {
             parent: self.0.id,
             query,
         };
-        let page = load(ctx, key.clone()).await?.unwrap_or(Page {
-            rows: vec![],
-            has_next: false,
-            has_previous: false,
-        });
-        let (page_info, cursors) = page_info(&page, order, |c| {
-            order.key(c.created_at, c.updated_at, c.id)
-        });
-        let edges = page
-            .rows
-            .into_iter()
-            .zip(cursors)
-            .map(|(row, cursor)| ConversationEdge {
-                cursor,
-                node: Conversation(row),
-            })
-            .collect();
-        Ok(ConversationConnection {
-            edges,
-            page_info,
-            total: ConversationTotal::Batched(ConversationCountKey(key)),
-        })
+        let page = load(ctx, key.clone()).await?.unwrap_or_default();
+        Ok(Connection::from_page(
+            page,
+            order,
+            |c| order.key(c.created_at, c.updated_at, c.id),
+            Conversation,
+            Total::batched(ConversationCountKey(key)),
+        ))
     }
 
     /// How many conversations match `filter`.
@@ -149,53 +133,13 @@ impl Workspace {
     }
 }
 
-/// An edge of a workspace list.
-pub struct WorkspaceEdge {
-    /// Where the edge sits (encoded only when asked for).
-    pub cursor: Cursor,
-    /// The workspace.
-    pub node: Workspace,
-}
-
-/// An edge of a workspace list.
-#[Object]
-impl WorkspaceEdge {
-    /// Opaque position, for `after`/`before`.
-    async fn cursor(&self) -> String {
-        self.cursor.encode()
-    }
-    /// The workspace.
-    async fn node(&self) -> &Workspace {
-        &self.node
-    }
-}
-
 /// A page of workspaces.
-pub struct WorkspaceConnection {
-    /// The page's edges.
-    pub edges: Vec<WorkspaceEdge>,
-    /// Relay page information.
-    pub page_info: PageInfo,
-    /// Computes the total on demand.
-    pub total: LazyTotal,
-}
+pub type WorkspaceConnection = Connection<Workspace>;
 
-#[Object]
-impl WorkspaceConnection {
-    /// Edges with cursors.
-    async fn edges(&self) -> Vec<Checked<&WorkspaceEdge>> {
-        self.edges.iter().map(Checked).collect()
-    }
-    /// The workspaces alone.
-    async fn nodes(&self) -> Vec<Checked<&Workspace>> {
-        self.edges.iter().map(|e| Checked(&e.node)).collect()
-    }
-    /// Relay page information.
-    async fn page_info(&self) -> &PageInfo {
-        &self.page_info
-    }
-    /// All matching workspaces (computed only when asked for).
-    async fn total_count(&self) -> AppResult<i32> {
-        Ok((self.total)().await? as i32)
+impl Node for Workspace {
+    const NAME: &'static str = "Workspace";
+    type Output<'a> = &'a Workspace;
+    fn output(&self) -> &Workspace {
+        self
     }
 }
