@@ -29,8 +29,13 @@ pub trait Node: Send + Sync + 'static {
     const NAME: &'static str;
     /// What `node` and `nodes` resolve to (the type itself, or its fast path).
     type Output<'a>: OutputType + 'a;
+    /// What a list's resolver reads of its selection once for all its nodes
+    /// (the fast path's plan, see [`crate::graphql::plain`]).
+    type Prepared: Send + Sync;
+    /// Reads the selection of the `node`/`nodes` field `ctx` resolves.
+    fn prepare(ctx: &Context<'_>) -> Self::Prepared;
     /// This node as `node`/`nodes` show it.
-    fn output(&self) -> Self::Output<'_>;
+    fn output(&self, prepared: &Self::Prepared) -> Self::Output<'_>;
 }
 
 /// An edge of a list: a node and where it sits.
@@ -55,8 +60,8 @@ impl<N: Node> Edge<N> {
         self.cursor.encode()
     }
     /// The listed object.
-    async fn node(&self) -> N::Output<'_> {
-        self.node.output()
+    async fn node(&self, ctx: &Context<'_>) -> N::Output<'_> {
+        self.node.output(&N::prepare(ctx))
     }
 }
 
@@ -112,10 +117,11 @@ impl<N: Node> Connection<N> {
         self.edges.iter().map(Checked).collect()
     }
     /// The listed objects alone.
-    async fn nodes(&self) -> Vec<Checked<N::Output<'_>>> {
+    async fn nodes(&self, ctx: &Context<'_>) -> Vec<Checked<N::Output<'_>>> {
+        let prepared = N::prepare(ctx);
         self.edges
             .iter()
-            .map(|e| Checked(e.node.output()))
+            .map(|e| Checked(e.node.output(&prepared)))
             .collect()
     }
     /// Relay page information.

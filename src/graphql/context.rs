@@ -2,6 +2,7 @@
 //! counter and the request's loaders.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_graphql::dataloader::Loader;
@@ -24,6 +25,7 @@ pub struct RequestContext {
     /// Statements and database time of this request.
     pub stats: Arc<QueryStats>,
     loader: Option<Batcher<CortexLoader>>,
+    fast_path_objects: AtomicU64,
 }
 
 impl RequestContext {
@@ -39,11 +41,21 @@ impl RequestContext {
             db,
             stats,
             loader,
+            fast_path_objects: AtomicU64::new(0),
         }
     }
 }
 
 impl RequestContext {
+    /// Objects answered by the fast path so far ([`crate::graphql::plain`]).
+    pub fn fast_path_objects(&self) -> u64 {
+        self.fast_path_objects.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add_fast_path_objects(&self, n: u64) {
+        self.fast_path_objects.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Runs one operation's execution, loading each query level in one batch.
     pub async fn run<F: std::future::Future>(&self, execution: F) -> F::Output {
         match &self.loader {
@@ -51,6 +63,13 @@ impl RequestContext {
             None => execution.await,
         }
     }
+}
+
+/// The request state, shared.
+pub fn shared(ctx: &Context<'_>) -> Arc<RequestContext> {
+    ctx.data_unchecked::<crate::graphql::http::SharedContext>()
+        .0
+        .clone()
 }
 
 /// The request state.

@@ -234,7 +234,9 @@ pub type ConversationConnection = Connection<Conversation>;
 impl Node for Conversation {
     const NAME: &'static str = "Conversation";
     type Output<'a> = &'a Conversation;
-    fn output(&self) -> &Conversation {
+    type Prepared = ();
+    fn prepare(_: &Context<'_>) {}
+    fn output(&self, _: &()) -> &Conversation {
         self
     }
 }

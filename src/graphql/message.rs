@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, Json, Object, SimpleObject, Value};
+use async_graphql::{Context, Json, Object, ScalarType, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -14,7 +14,7 @@ use crate::graphql::connection::{Connection, Node, PageInfo};
 use crate::graphql::context::load;
 use crate::graphql::conversation::Conversation;
 use crate::graphql::loaders::{ConversationKey, UserNameKey};
-use crate::graphql::plain::{Plain, PlainFields, PlainSelection};
+use crate::graphql::plain::{Plain, PlainField, PlainFields, PlainPlan};
 use crate::graphql::user::UserProfile;
 
 /// A message in a conversation.
@@ -128,27 +128,29 @@ impl Message {
 }
 
 // Messages come by the thousand in nested pages: their in-memory fields skip
-// async-graphql's per-field futures (see `plain`).
+// async-graphql's per-field futures (see `plain`). Scalars encode themselves.
 impl PlainFields for Message {
-    fn plain_field(&self, name: &str, selection: &PlainSelection<'_>) -> Option<Value> {
-        let row = &self.row;
-        Some(match name {
-            "id" => Value::String(row.id.to_string()),
-            "conversationId" => Value::String(row.conversation_id.to_string()),
-            "senderId" => Value::String(row.sender_id.clone()),
-            "content" => Value::String(row.content.clone()),
-            "timestamp" => Value::String(row.timestamp.to_rfc3339()),
-            "createdAt" => Value::String(row.created_at.to_rfc3339()),
-            "updatedAt" => Value::String(row.updated_at.to_rfc3339()),
-            "metadata" if self.has_metadata => async_graphql::to_value(&row.metadata).ok()?,
-            // A missing sender is an error, which async-graphql reports with its path.
-            "sender" => match &self.sender {
-                Sender::Loaded(Some(user)) => selection.of(&UserProfile::met(user))?,
-                Sender::Loaded(None) | Sender::NotLoaded => return None,
-            },
-            _ => return None,
-        })
-    }
+    const FIELDS: &'static [(&'static str, PlainField<Self>)] = &[
+        ("id", |m, _| Some(m.row.id.to_value())),
+        ("conversationId", |m, _| {
+            Some(m.row.conversation_id.to_value())
+        }),
+        ("senderId", |m, _| Some(m.row.sender_id.to_value())),
+        ("content", |m, _| Some(m.row.content.to_value())),
+        ("timestamp", |m, _| Some(m.row.timestamp.to_value())),
+        ("createdAt", |m, _| Some(m.row.created_at.to_value())),
+        ("updatedAt", |m, _| Some(m.row.updated_at.to_value())),
+        ("metadata", |m, _| {
+            m.has_metadata
+                .then(|| async_graphql::to_value(&m.row.metadata).ok())
+                .flatten()
+        }),
+        // A missing sender is an error, which async-graphql reports with its path.
+        ("sender", |m, selection| match &m.sender {
+            Sender::Loaded(Some(user)) => selection?.answer(&UserProfile::met(user)),
+            Sender::Loaded(None) | Sender::NotLoaded => None,
+        }),
+    ];
 }
 
 /// A page of messages.
@@ -157,8 +159,12 @@ pub type MessageConnection = Connection<Message>;
 impl Node for Message {
     const NAME: &'static str = "Message";
     type Output<'a> = Plain<&'a Message>;
-    fn output(&self) -> Plain<&Message> {
-        Plain(self)
+    type Prepared = Option<Arc<PlainPlan>>;
+    fn prepare(ctx: &Context<'_>) -> Self::Prepared {
+        PlainPlan::for_list::<Message>(ctx)
+    }
+    fn output(&self, plan: &Self::Prepared) -> Plain<&Message> {
+        Plain::new(self, plan.clone())
     }
 }
 

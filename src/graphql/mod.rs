@@ -60,8 +60,10 @@ impl SchemaOptions {
     }
 }
 
-/// Builds the schema.
-pub fn build_schema(options: SchemaOptions) -> CortexSchema {
+type CortexSchemaBuilder =
+    async_graphql::SchemaBuilder<query::QueryRoot, mutation::MutationRoot, EmptySubscription>;
+
+fn schema_builder(options: SchemaOptions) -> CortexSchemaBuilder {
     // The other limits are checked by `execute`, before the schema sees the request.
     let mut builder = Schema::build(query::QueryRoot, mutation::MutationRoot, EmptySubscription)
         .limit_complexity(options.limits.max_complexity);
@@ -71,7 +73,25 @@ pub fn build_schema(options: SchemaOptions) -> CortexSchema {
     if !options.suggestions {
         builder = builder.disable_suggestions();
     }
-    builder.finish()
+    builder
+}
+
+/// Builds the schema.
+pub fn build_schema(options: SchemaOptions) -> CortexSchema {
+    schema_builder(options).finish()
+}
+
+/// Builds the schema with an async-graphql extension installed (tracing, APM,
+/// analysis). An extension hooks every field, so the fast path
+/// ([`plain`]) is off: every object goes through async-graphql's resolution.
+pub fn build_schema_with_extension(
+    options: SchemaOptions,
+    extension: impl async_graphql::extensions::ExtensionFactory,
+) -> CortexSchema {
+    schema_builder(options)
+        .extension(extension)
+        .data(plain::FastPath(false))
+        .finish()
 }
 
 /// Runs one operation: the query limits first (before any resolver or SQL runs),

@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::db::users::{User as UserRow, UserName};
-use crate::graphql::plain::{PlainFields, PlainSelection};
+use crate::graphql::plain::{PlainField, PlainFields};
+use async_graphql::ScalarType;
 
 /// The caller, in full (other users are [`UserProfile`]s).
 pub struct User(pub Arc<UserRow>);
@@ -85,11 +86,10 @@ impl UserProfile {
 }
 
 impl PlainFields for UserProfile {
-    fn plain_field(&self, name: &str, _: &PlainSelection<'_>) -> Option<Value> {
-        Some(match name {
-            "userId" => Value::String(self.user_id.clone()),
-            "name" => self.name.clone().map_or(Value::Null, Value::String),
-            _ => return None,
-        })
-    }
+    const FIELDS: &'static [(&'static str, PlainField<Self>)] = &[
+        ("userId", |u, _| Some(ID(u.user_id.clone()).to_value())),
+        ("name", |u, _| {
+            Some(u.name.as_ref().map_or(Value::Null, |n| n.to_value()))
+        }),
+    ];
 }

@@ -139,7 +139,9 @@ pub type WorkspaceConnection = Connection<Workspace>;
 impl Node for Workspace {
     const NAME: &'static str = "Workspace";
     type Output<'a> = &'a Workspace;
-    fn output(&self) -> &Workspace {
+    type Prepared = ();
+    fn prepare(_: &Context<'_>) {}
+    fn output(&self, _: &()) -> &Workspace {
         self
     }
 }
