@@ -66,7 +66,7 @@ pub enum Command {
         #[arg(long, hide = true)]
         abort_after_batches: Option<usize>,
     },
-    /// Dump the database (pg_dump, custom format) to DIR/<db>_<YYYYmmdd_HHMMSS>.dump.
+    /// Dump the database (pg_dump, custom format) to `DIR/{db}_{YYYYmmdd_HHMMSS}.dump`.
     Backup {
         /// Folder for the backup [default: BACKUP_DIR, or ./backups].
         #[arg(long)]

@@ -37,6 +37,45 @@ async fn catalog(url: &str) -> Vec<String> {
 }
 
 #[tokio::test]
+async fn processes_that_migrate_at_once_take_turns() {
+    let db = TestDb::empty().await;
+    // Four `cortex migrate` at the same moment on an empty database.
+    let racers: Vec<_> = (0..4)
+        .map(|_| {
+            let mut command = common::cortex_command(&[("DATABASE_URL", db.url.as_str())]);
+            command
+                .arg("migrate")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            command.spawn().unwrap()
+        })
+        .collect();
+    for racer in racers {
+        let out = racer.wait_with_output().unwrap();
+        common::stdout_of_success(&out);
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Applied {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        rows: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        versions: i64,
+    }
+    let mut conn = cortex::db::connect_once(&db.url).await.unwrap();
+    let applied: Applied = diesel::sql_query(
+        "SELECT count(*) AS rows, count(DISTINCT version) AS versions FROM __diesel_schema_migrations",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(applied.rows, common::migration_count() as i64);
+    assert_eq!(
+        applied.versions, applied.rows,
+        "each migration applied once"
+    );
+}
+
+#[tokio::test]
 async fn migrations_run_up_down_and_up_again_to_the_same_schema() {
     let db = TestDb::empty().await;
     let applied = cortex::db::migrations::run_pending(&db.url).await.unwrap();

@@ -36,7 +36,6 @@ pub type MetadataColumn =
 /// `with_metadata`: a list that does not show it has PostgreSQL neither send nor us
 /// decode it (a nested page of 2,000 messages spent more memory on its metadata maps
 /// than on everything else).
-#[allow(clippy::type_complexity)]
 pub fn columns(
     with_metadata: bool,
 ) -> (

@@ -7,7 +7,7 @@
 //! Apollo Client reports a missing key as "Missing field" and drops the result.
 //!
 //! [`ResponseShape`] knows each object field's type (read once from the schema's
-//! SDL, public API only); [`ResponseShape::complete`] walks the response once with
+//! SDL, public API only); [`ResultPlan::complete`] walks the response once with
 //! a plan of the operation (its selections merged by response key, fragments
 //! and `@skip`/`@include` applied), reorders an object only when its keys are out
 //! of order, and propagates nulls.

@@ -52,7 +52,10 @@ impl QueryRoot {
     /// The conversations the caller takes part in (their `userId` is among the
     /// `participantIds`), in any workspace, a keyset page at a time (newest first
     /// by default).
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a Relay list field takes first, after, last, before, filter and orderBy"
+    )]
     #[graphql(complexity = "crate::graphql::paging::page_cost(first, last) * child_complexity")]
     async fn participating_conversations(
         &self,
@@ -83,7 +86,10 @@ impl QueryRoot {
     }
 
     /// The caller's workspaces, a keyset page at a time (newest first by default).
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a Relay list field takes first, after, last, before, filter and orderBy"
+    )]
     #[graphql(complexity = "crate::graphql::paging::page_cost(first, last) * child_complexity")]
     async fn workspaces(
         &self,

@@ -82,7 +82,10 @@ impl Workspace {
     }
 
     /// The workspace's conversations, a keyset page at a time (newest first by default).
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a Relay list field takes first, after, last, before, filter and orderBy"
+    )]
     #[graphql(complexity = "crate::graphql::paging::page_cost(first, last) * child_complexity")]
     async fn conversations(
         &self,

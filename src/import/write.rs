@@ -12,7 +12,7 @@ use super::source::{ConversationRow, MessageRow, Rows, UserRow, WorkspaceRow};
 
 /// What happened to one row, as the statements report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Imported,
     /// Imported, but its email belongs to another user already: stored without it.
     ImportedWithoutEmail,
@@ -47,7 +47,7 @@ fn outcome(code: &str) -> Outcome {
 }
 
 /// Writes one batch; returns each row's outcome, in the batch's order.
-pub async fn write(conn: &mut AsyncPgConnection, rows: &Rows) -> QueryResult<Vec<Outcome>> {
+pub(crate) async fn write(conn: &mut AsyncPgConnection, rows: &Rows) -> QueryResult<Vec<Outcome>> {
     let found = match rows {
         Rows::Users(rows) => users(conn, rows).await?,
         Rows::Workspaces(rows) => workspaces(conn, rows).await?,

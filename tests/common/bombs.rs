@@ -4,7 +4,7 @@
 /// `<root> { ...F0 }` with `levels` fragments on `on`, each spreading the next
 /// twice (`spread` writes one spread of fragment `n`), and `leaf` at the bottom:
 /// it expands to 3 × 2^levels − 1 selections.
-pub fn bomb(
+pub(crate) fn bomb(
     root: &str,
     on: &str,
     levels: usize,
@@ -21,22 +21,22 @@ pub fn bomb(
 }
 
 /// A plain spread of fragment `n`.
-pub fn plain(n: usize) -> String {
+pub(crate) fn plain(n: usize) -> String {
     format!("...F{n}")
 }
 
 /// The spread inside an inline fragment.
-pub fn inline(n: usize) -> String {
+pub(crate) fn inline(n: usize) -> String {
     format!("... on Query {{ ...F{n} }}")
 }
 
 /// The spread with a directive on it.
-pub fn with_directive(n: usize) -> String {
+pub(crate) fn with_directive(n: usize) -> String {
     format!("...F{n} @include(if: true)")
 }
 
 /// A chain of `length` fragments, each spreading the next once.
-pub fn chain(length: usize) -> String {
+pub(crate) fn chain(length: usize) -> String {
     (0..length).fold(String::from("{ ...C0 }"), |q, i| {
         q + &format!(" fragment C{i} on Query {{ ...C{} }}", i + 1)
     }) + &format!(" fragment C{length} on Query {{ __typename }}")

@@ -2,9 +2,12 @@
 //! embedded default, or `TEST_DATABASE_URL`), one migrated template database per
 //! migration set, and a fresh database per test cloned from it, so tests run in
 //! parallel and never see each other's rows.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test binary uses its own part of these helpers; `expect` would fail in the binaries that use them all"
+)]
 
-pub mod bombs;
+pub(crate) mod bombs;
 
 use std::sync::OnceLock;
 
@@ -96,7 +99,7 @@ fn server() -> &'static Server {
 }
 
 /// Where the test cluster lives: beside the build, reused across runs.
-pub fn test_cluster_dir() -> std::path::PathBuf {
+pub(crate) fn test_cluster_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cortex-test-pg")
 }
 
@@ -211,21 +214,21 @@ async fn ensure_template(
 }
 
 /// A fresh, migrated database for one test; dropped when the value is dropped.
-pub struct TestDb {
+pub(crate) struct TestDb {
     /// Its name.
-    pub name: String,
+    pub(crate) name: String,
     /// Its connection URL.
-    pub url: String,
+    pub(crate) url: String,
 }
 
 impl TestDb {
     /// Clones the migrated template into a new database.
-    pub async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         Self::create(true).await
     }
 
     /// An empty database (no migrations) for migration tests.
-    pub async fn empty() -> Self {
+    pub(crate) async fn empty() -> Self {
         Self::create(false).await
     }
 
@@ -251,24 +254,24 @@ impl TestDb {
     }
 
     /// A pool over this database.
-    pub async fn pool(&self) -> Database {
+    pub(crate) async fn pool(&self) -> Database {
         Database::connect(&self.url, &test_pool_config())
             .await
             .expect("pool")
     }
 
     /// One plain connection.
-    pub async fn conn(&self) -> AsyncPgConnection {
+    pub(crate) async fn conn(&self) -> AsyncPgConnection {
         connect_once(&self.url).await.expect("connect")
     }
 
     /// A configuration that points at this database.
-    pub fn config(&self) -> Config {
+    pub(crate) fn config(&self) -> Config {
         self.config_with(&[])
     }
 
     /// The configuration with extra variables (which win).
-    pub fn config_with(&self, env: &[(&str, &str)]) -> Config {
+    pub(crate) fn config_with(&self, env: &[(&str, &str)]) -> Config {
         let url = self.url.clone();
         Config::from_lookup(move |k| {
             if let Some((_, v)) = env.iter().find(|(name, _)| *name == k) {
@@ -285,7 +288,7 @@ impl TestDb {
 }
 
 /// Pool settings for tests: small and quick to give up.
-pub fn test_pool_config() -> PoolConfig {
+pub(crate) fn test_pool_config() -> PoolConfig {
     PoolConfig {
         size: 5,
         timeout: std::time::Duration::from_secs(5),
@@ -313,14 +316,14 @@ impl Drop for TestDb {
 
 /// The real router served on a loopback TCP port, so tests talk HTTP the way
 /// clients do (headers, body limits and status lines all go over the wire).
-pub struct HttpServer {
-    pub base: String,
+pub(crate) struct HttpServer {
+    pub(crate) base: String,
     client: reqwest::Client,
     _task: tokio::task::JoinHandle<()>,
 }
 
 impl HttpServer {
-    pub async fn start(state: cortex::AppState) -> Self {
+    pub(crate) async fn start(state: cortex::AppState) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let app = cortex::router(state);
@@ -335,7 +338,7 @@ impl HttpServer {
     }
 
     /// Sends `request` (its URI is a path) and returns status, headers and body.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         request: axum::http::Request<axum::body::Body>,
     ) -> (axum::http::StatusCode, axum::http::HeaderMap, Vec<u8>) {
@@ -356,7 +359,7 @@ impl HttpServer {
 
 /// The `cortex` binary with a clean environment (only `PATH`, quiet logs, and
 /// `envs`), so a developer's own settings never leak into a test.
-pub fn cortex_command(envs: &[(&str, &str)]) -> std::process::Command {
+pub(crate) fn cortex_command(envs: &[(&str, &str)]) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cortex"));
     command
         .env_clear()
@@ -369,18 +372,18 @@ pub fn cortex_command(envs: &[(&str, &str)]) -> std::process::Command {
 }
 
 /// A `cortex serve` started by a test.
-pub struct Served {
+pub(crate) struct Served {
     /// The process.
-    pub child: std::process::Child,
+    pub(crate) child: std::process::Child,
     /// `http://127.0.0.1:<port>`.
-    pub base: String,
+    pub(crate) base: String,
     /// What it printed before it listened (tokens, the metrics address, ...).
-    pub banner: Vec<String>,
+    pub(crate) banner: Vec<String>,
 }
 
 /// Spawns `command` (a `cortex serve`) with stdout piped and waits for its
 /// "listening" line; stdout keeps being drained so the child never blocks.
-pub fn serve_until_listening(mut command: std::process::Command) -> Served {
+pub(crate) fn serve_until_listening(mut command: std::process::Command) -> Served {
     use std::io::BufRead;
     let mut child = command
         .stdout(std::process::Stdio::piped())
@@ -407,7 +410,7 @@ pub fn serve_until_listening(mut command: std::process::Command) -> Served {
 }
 
 /// `POST /graphql` with a JSON `body`, as `token`'s bearer when given.
-pub fn graphql_post(token: Option<&str>, body: &Value) -> Request<Body> {
+pub(crate) fn graphql_post(token: Option<&str>, body: &Value) -> Request<Body> {
     let mut request = Request::post("/graphql").header("content-type", "application/json");
     if let Some(t) = token {
         request = request.header("authorization", format!("Bearer {t}"));
@@ -416,22 +419,22 @@ pub fn graphql_post(token: Option<&str>, body: &Value) -> Request<Body> {
 }
 
 /// The HS256 secret of the test API's tokens.
-pub const SECRET: &[u8] = b"graphql-api-test-secret-0123456789";
+pub(crate) const SECRET: &[u8] = b"graphql-api-test-secret-0123456789";
 
 /// The router on a loopback port over a fresh database, with a token minter.
-pub struct Api {
-    pub db: TestDb,
-    pub http: HttpServer,
-    pub auth: Authenticator,
+pub(crate) struct Api {
+    pub(crate) db: TestDb,
+    pub(crate) http: HttpServer,
+    pub(crate) auth: Authenticator,
 }
 
 impl Api {
-    pub async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         Self::with_env(&[]).await
     }
 
     /// The API with extra environment settings (limits, production mode, ...).
-    pub async fn with_env(env: &[(&str, &str)]) -> Self {
+    pub(crate) async fn with_env(env: &[(&str, &str)]) -> Self {
         let db = TestDb::new().await;
         let state = cortex::AppState::new(db.pool().await, db.config_with(env), SECRET);
         Self {
@@ -441,25 +444,25 @@ impl Api {
         }
     }
 
-    pub fn token(&self, user: &str) -> String {
+    pub(crate) fn token(&self, user: &str) -> String {
         self.auth
             .mint(user, Some(&format!("{user} name")), None, 3600)
     }
 
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         request: Request<Body>,
     ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
         self.http.send(request).await
     }
 
-    pub async fn raw(&self, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn raw(&self, token: Option<&str>, body: Value) -> (StatusCode, Value) {
         let (status, _, bytes) = self.send(graphql_post(token, &body)).await;
         (status, serde_json::from_slice(&bytes).unwrap())
     }
 
     /// Runs a query as `user`; returns the whole response.
-    pub async fn gql(&self, user: &str, query: &str, variables: Value) -> Value {
+    pub(crate) async fn gql(&self, user: &str, query: &str, variables: Value) -> Value {
         self.raw(
             Some(&self.token(user)),
             json!({"query": query, "variables": variables}),
@@ -469,7 +472,7 @@ impl Api {
     }
 
     /// Runs a query that must succeed; returns `data`.
-    pub async fn ok(&self, user: &str, query: &str, variables: Value) -> Value {
+    pub(crate) async fn ok(&self, user: &str, query: &str, variables: Value) -> Value {
         let response = self.gql(user, query, variables).await;
         assert!(
             response.get("errors").is_none(),
@@ -480,20 +483,20 @@ impl Api {
 }
 
 /// The first error's `extensions.code`.
-pub fn code(response: &Value) -> &str {
+pub(crate) fn code(response: &Value) -> &str {
     response["errors"][0]["extensions"]["code"]
         .as_str()
         .unwrap_or("<none>")
 }
 
 #[derive(diesel::QueryableByName)]
-pub struct Calls {
+pub(crate) struct Calls {
     #[diesel(sql_type = BigInt)]
-    pub calls: i64,
+    pub(crate) calls: i64,
 }
 
 /// A connection for reading `pg_stat_statements` in this test's database.
-pub async fn statement_meter(db: &TestDb) -> diesel_async::AsyncPgConnection {
+pub(crate) async fn statement_meter(db: &TestDb) -> diesel_async::AsyncPgConnection {
     let mut conn = db.conn().await;
     diesel::sql_query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         .execute(&mut conn)
@@ -504,7 +507,7 @@ pub async fn statement_meter(db: &TestDb) -> diesel_async::AsyncPgConnection {
 
 /// The standard output of a `cortex` run that must have succeeded (its standard
 /// error is the failure message).
-pub fn stdout_of_success(out: &std::process::Output) -> String {
+pub(crate) fn stdout_of_success(out: &std::process::Output) -> String {
     assert!(
         out.status.success(),
         "cortex failed ({}): {}",
@@ -515,7 +518,7 @@ pub fn stdout_of_success(out: &std::process::Output) -> String {
 }
 
 /// How many migrations the binary carries (so tests need no edit when one is added).
-pub fn migration_count() -> usize {
+pub(crate) fn migration_count() -> usize {
     use diesel::migration::MigrationSource;
     MigrationSource::<diesel::pg::Pg>::migrations(&cortex::db::migrations::MIGRATIONS)
         .expect("embedded migrations")
@@ -530,7 +533,10 @@ struct Line {
 
 /// The `line` column of every row `sql` returns, in its order: tables as text, to
 /// compare two states of a database exactly.
-pub async fn text_lines(conn: &mut diesel_async::AsyncPgConnection, sql: &str) -> Vec<String> {
+pub(crate) async fn text_lines(
+    conn: &mut diesel_async::AsyncPgConnection,
+    sql: &str,
+) -> Vec<String> {
     use diesel_async::RunQueryDsl;
     diesel::sql_query(sql)
         .load::<Line>(conn)
@@ -544,7 +550,7 @@ pub async fn text_lines(conn: &mut diesel_async::AsyncPgConnection, sql: &str) -
 /// Statements the server sent to this test's database, from pg_stat_statements
 /// (top-level only: an insert's foreign-key checks run inside it; excluding the
 /// session settings of a newly opened pool connection and this query itself).
-pub async fn statements_run(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
+pub(crate) async fn statements_run(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
     let row: Calls = diesel::sql_query(
         "SELECT coalesce(sum(calls), 0)::bigint AS calls FROM pg_stat_statements
           WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
