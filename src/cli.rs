@@ -91,7 +91,10 @@ pub enum Command {
 /// Parses the command line, runs the command, and turns failures into one clear line.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    if let Err(e) = init_tracing() {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -113,18 +116,19 @@ pub fn run() -> ExitCode {
 
 /// Logs to stderr, filtered by `RUST_LOG`; `LOG_FORMAT=json` writes one JSON
 /// object per line for log pipelines.
-fn init_tracing() {
+fn init_tracing() -> Result<()> {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let config = crate::config::LogConfig::from_env()?;
+    let filter = EnvFilter::try_new(&config.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.trim().eq_ignore_ascii_case("json"));
-    let _ = if json {
+    let _ = if config.json {
         builder.json().flatten_event(true).try_init()
     } else {
         builder.try_init()
     };
+    Ok(())
 }
 
 async fn dispatch(cli: Cli) -> Result<()> {
@@ -144,7 +148,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 anyhow::bail!("--user-id must not be empty and --ttl must be positive");
             }
             let secret = match &config.jwt_secret {
-                Some(s) => s.clone().into_bytes(),
+                Some(s) => s.expose().as_bytes().to_vec(),
                 None => crate::auth::load_or_create_local_secret(&config.data_dir)?,
             };
             let auth = crate::auth::Authenticator::new(&secret);

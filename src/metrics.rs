@@ -118,8 +118,8 @@ pub async fn metrics_with_token(
     let expected = state
         .config
         .metrics_token
-        .as_deref()
-        .map(|t| format!("Bearer {t}"));
+        .as_ref()
+        .map(|t| format!("Bearer {}", t.expose()));
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());

@@ -29,7 +29,7 @@ impl DatabaseHandle {
     pub async fn open(config: &Config) -> Result<Self> {
         match &config.database {
             DatabaseSource::Url(url) => Ok(Self {
-                url: url.clone(),
+                url: url.expose().to_string(),
                 cluster: None,
             }),
             DatabaseSource::Embedded => {
@@ -158,7 +158,7 @@ async fn serve_on(config: &Config, handle: &DatabaseHandle) -> Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("the database does not answer: {e}"))?;
     let secret = match &config.jwt_secret {
-        Some(secret) => secret.clone().into_bytes(),
+        Some(secret) => secret.expose().as_bytes().to_vec(),
         None => {
             if !handle.is_embedded() {
                 tracing::warn!("JWT_SECRET is not set: using a local secret kept in CORTEX_DATA_DIR; set JWT_SECRET in production");

@@ -55,7 +55,9 @@ impl ClusterOptions {
             base_dir: base_dir.into(),
             keep_running: false,
             extra_settings: Vec::new(),
-            pg_user: std::env::var("CORTEX_PG_USER").unwrap_or_else(|_| DEFAULT_PG_USER.into()),
+            // Text settings: reading them cannot fail.
+            pg_user: crate::config::EmbeddedConfig::from_env()
+                .map_or_else(|_| DEFAULT_PG_USER.into(), |c| c.pg_user),
         }
     }
 }
@@ -364,8 +366,7 @@ pub fn find_bin_dir() -> Result<PathBuf> {
             .iter()
             .all(|b| dir.join(b).is_file())
     };
-    if let Ok(dir) = std::env::var("CORTEX_PG_BIN") {
-        let dir = PathBuf::from(dir);
+    if let Some(dir) = crate::config::EmbeddedConfig::from_env()?.pg_bin {
         if complete(&dir) {
             return Ok(dir);
         }

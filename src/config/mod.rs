@@ -1,0 +1,427 @@
+//! Configuration from the environment (and an optional `.env` file), one
+//! concern per file: [`database`] (where the database is, the pool), the embedded
+//! cluster, HTTP, GraphQL limits, modes and secrets, all read through one table of
+//! variables, [`vars`], which also writes the README's table.
+
+pub mod database;
+mod env;
+pub mod vars;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thiserror::Error;
+
+pub use database::{redact_url, DatabaseSource, DatabaseUrl, PoolConfig};
+use env::Env;
+use vars::*;
+
+/// Default `BACKUP_DIR`.
+pub const DEFAULT_BACKUP_DIR: &str = "backups";
+/// Default `DB_POOL_SIZE`: throughput was flat from 4 to 32 connections on the
+/// benchmark machine, tail latency fell up to 16 (`bench/RESULTS.md`).
+pub const DEFAULT_POOL_SIZE: u32 = 16;
+/// Default `DB_POOL_TIMEOUT`, in seconds.
+pub const DEFAULT_POOL_TIMEOUT_SECS: u64 = 5;
+/// Default `DB_SLOW_MS`: statements at least this slow are logged (the seed's
+/// `log_min_duration_statement` advice, on our side).
+pub const DEFAULT_DB_SLOW_MS: u64 = 500;
+/// Default `DB_STATEMENT_TIMEOUT`, in seconds.
+pub const DEFAULT_DB_STATEMENT_TIMEOUT_SECS: u64 = 10;
+/// Default `REQUEST_TIMEOUT`, in seconds.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+/// Default `MAX_BODY_BYTES`: 100 KiB, ten times the largest real query plus variables.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 100 * 1024;
+/// Default `BATCH_MAX_OPERATIONS` (Apollo Client's `BatchHttpLink` sends at most 10).
+pub const DEFAULT_BATCH_MAX_OPERATIONS: usize = 10;
+/// Default `QUERY_MAX_DEPTH`.
+pub const DEFAULT_QUERY_MAX_DEPTH: usize = 10;
+/// Default `QUERY_MAX_COMPLEXITY`: the README's nested example (10 workspaces × 10
+/// conversations × 20 messages with sender) costs 10,220; ten times it does not pass.
+pub const DEFAULT_QUERY_MAX_COMPLEXITY: usize = 50_000;
+/// Default `QUERY_MAX_ALIASES`.
+pub const DEFAULT_QUERY_MAX_ALIASES: usize = 15;
+/// Default `QUERY_MAX_DIRECTIVES`.
+pub const DEFAULT_QUERY_MAX_DIRECTIVES: usize = 50;
+/// Default `QUERY_MAX_TOKENS`.
+pub const DEFAULT_QUERY_MAX_TOKENS: usize = 10_000;
+/// Default `QUERY_MAX_SELECTIONS`: the standard introspection query expands to
+/// 239 selections, the README's nested example to 12; a 24-level fragment bomb
+/// (each fragment spreading the next twice) would expand to 50,331,647.
+pub const DEFAULT_QUERY_MAX_SELECTIONS: usize = 5_000;
+/// Default `QUERY_CPU_BUDGET_MS`: the README's nested query spends 2–3 ms of CPU
+/// in the GraphQL layer, 10,000 messages in one response 6–7 ms (release build,
+/// `bench/RESULTS.md`); a stopped request answered in 70–80 ms.
+pub const DEFAULT_QUERY_CPU_BUDGET_MS: u64 = 50;
+/// Default `DB_POOL_RECYCLE`, in seconds.
+pub const DEFAULT_POOL_RECYCLE_SECS: u64 = 1800;
+/// Default `HOST`.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+/// Default `PORT`.
+pub const DEFAULT_PORT: u16 = 8000;
+/// Default `CORTEX_DATA_DIR`.
+pub const DEFAULT_DATA_DIR: &str = ".cortex";
+/// Default `SHUTDOWN_TIMEOUT`, in seconds.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
+/// Default `POSTGRES_PORT`.
+pub const DEFAULT_POSTGRES_PORT: u16 = 5432;
+
+/// A configuration value that cannot be used; start-up stops with this message.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("invalid {variable}={value:?}: expected {expected}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub variable: &'static str,
+    /// What it was set to (masked for secrets and URLs with a password).
+    pub value: String,
+    /// What it accepts.
+    pub expected: String,
+}
+
+/// A value never printed: `Debug` shows `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The embedded cluster's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddedConfig {
+    /// Folder of the embedded cluster and local secrets.
+    pub data_dir: PathBuf,
+    /// Folder of `initdb`, `pg_ctl` and `postgres`, when set (else searched for).
+    pub pg_bin: Option<PathBuf>,
+    /// Account PostgreSQL runs as when Cortex runs as root.
+    pub pg_user: String,
+}
+
+impl EmbeddedConfig {
+    /// The embedded cluster's settings from the environment (tools and tests that
+    /// start a cluster without a whole configuration).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::read(&Env::process())
+    }
+
+    fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            data_dir: PathBuf::from(env.text_or_default(&CORTEX_DATA_DIR)),
+            pg_bin: env.text(&CORTEX_PG_BIN).map(PathBuf::from),
+            pg_user: env.text_or_default(&CORTEX_PG_USER),
+        })
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// One JSON object per line (`LOG_FORMAT=json`).
+    pub json: bool,
+    /// The `RUST_LOG` filter.
+    pub filter: String,
+}
+
+impl LogConfig {
+    /// The log settings from the environment (read before anything else starts).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let env = Env::process();
+        Ok(Self {
+            json: env.choice(&LOG_FORMAT)? == "json",
+            filter: env.text_or_default(&RUST_LOG),
+        })
+    }
+}
+
+/// Everything Cortex reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The database to use.
+    pub database: DatabaseSource,
+    /// Pool settings.
+    pub pool: PoolConfig,
+    /// HTTP bind address.
+    pub host: IpAddr,
+    /// HTTP port.
+    pub port: u16,
+    /// Folder of the embedded cluster and local secrets.
+    pub data_dir: PathBuf,
+    /// The embedded cluster's settings (`data_dir` among them).
+    pub embedded: EmbeddedConfig,
+    /// `JWT_SECRET`, when set.
+    pub jwt_secret: Option<Secret>,
+    /// `CORS_ORIGINS`, when set.
+    pub cors_origins: Vec<String>,
+    /// Bound on finishing in-flight requests at shutdown.
+    pub shutdown_timeout: Duration,
+    /// Bound on one HTTP request.
+    pub request_timeout: Duration,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Most operations in one batched request.
+    pub max_batch: usize,
+    /// The query limits.
+    pub limits: crate::graphql::limits::QueryLimits,
+    /// CPU one HTTP request may spend in the GraphQL layer (`None`: unbounded).
+    pub cpu_budget: Option<Duration>,
+    /// Production mode: `JWT_SECRET` set and `CORTEX_DEV` not.
+    pub production: bool,
+    /// Where backups go.
+    pub backup_dir: PathBuf,
+    /// A separate listener serving `/metrics` (unauthenticated: bind it privately).
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// `/metrics` on the main port for `Authorization: Bearer <token>`.
+    pub metrics_token: Option<Secret>,
+    /// Answer introspection and serve GraphiQL.
+    pub introspection: bool,
+}
+
+impl Config {
+    /// Reads `.env` (when present; real environment variables win) and the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the configuration from any variable source (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&get);
+        let jwt_secret = env.secret(&JWT_SECRET);
+        let production = jwt_secret.is_some() && !env.flag(&CORTEX_DEV)?;
+        let introspection = env.flag_or(&INTROSPECTION, !production)?;
+        let embedded = EmbeddedConfig::read(&env)?;
+        Ok(Self {
+            database: database::database(&env)?,
+            pool: database::pool(&env)?,
+            host: env.parsed(&HOST)?.expect("HOST has a default"),
+            port: env.count(&PORT)?,
+            data_dir: embedded.data_dir.clone(),
+            embedded,
+            jwt_secret,
+            cors_origins: env
+                .text(&CORS_ORIGINS)
+                .map(|v| {
+                    v.split(',')
+                        .map(|o| o.trim().to_string())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            shutdown_timeout: env.seconds(&SHUTDOWN_TIMEOUT)?,
+            request_timeout: env.seconds(&REQUEST_TIMEOUT)?,
+            max_body_bytes: env.count(&MAX_BODY_BYTES)?,
+            max_batch: env.count(&BATCH_MAX_OPERATIONS)?,
+            limits: crate::graphql::limits::QueryLimits {
+                max_depth: env.count(&QUERY_MAX_DEPTH)?,
+                max_complexity: env.count(&QUERY_MAX_COMPLEXITY)?,
+                max_aliases: env.count(&QUERY_MAX_ALIASES)?,
+                max_directives: env.count(&QUERY_MAX_DIRECTIVES)?,
+                max_tokens: env.count(&QUERY_MAX_TOKENS)?,
+                max_selections: env.count(&QUERY_MAX_SELECTIONS)?,
+                introspection,
+            },
+            cpu_budget: env.millis_or_off(&QUERY_CPU_BUDGET_MS)?,
+            production,
+            introspection,
+            backup_dir: PathBuf::from(env.text_or_default(&BACKUP_DIR)),
+            metrics_addr: env.parsed(&METRICS_ADDR)?,
+            metrics_token: env.secret(&METRICS_TOKEN),
+        })
+    }
+
+    /// Whether Cortex runs its own cluster (the zero-configuration default).
+    pub fn is_embedded(&self) -> bool {
+        self.database == DatabaseSource::Embedded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn production_mode_is_a_jwt_secret_without_cortex_dev() {
+        let prod = config(&[("JWT_SECRET", "s")]).unwrap();
+        assert!(prod.production && !prod.introspection && !prod.limits.introspection);
+        let opted_in = config(&[("JWT_SECRET", "s"), ("INTROSPECTION", "true")]).unwrap();
+        assert!(opted_in.production && opted_in.introspection);
+        let dev = config(&[("JWT_SECRET", "s"), ("CORTEX_DEV", "1")]).unwrap();
+        assert!(!dev.production && dev.introspection);
+        assert!(config(&[("QUERY_MAX_DEPTH", "1")]).is_err());
+    }
+
+    #[test]
+    fn the_cpu_budget_is_milliseconds_and_zero_turns_it_off() {
+        let c = config(&[("QUERY_CPU_BUDGET_MS", "250")]).unwrap();
+        assert_eq!(c.cpu_budget, Some(Duration::from_millis(250)));
+        assert_eq!(
+            config(&[("QUERY_CPU_BUDGET_MS", "0")]).unwrap().cpu_budget,
+            None
+        );
+        assert!(config(&[("QUERY_CPU_BUDGET_MS", "soon")]).is_err());
+        assert!(config(&[("QUERY_MAX_SELECTIONS", "5")]).is_err());
+        let c = config(&[("QUERY_MAX_SELECTIONS", "200")]).unwrap();
+        assert_eq!(c.limits.max_selections, 200);
+    }
+
+    #[test]
+    fn nothing_configured_means_embedded_defaults() {
+        let c = config(&[]).unwrap();
+        assert!(c.is_embedded());
+        assert_eq!(c.pool.size, DEFAULT_POOL_SIZE);
+        assert_eq!(c.pool.timeout, Duration::from_secs(5));
+        assert_eq!(c.pool.statement_timeout, Duration::from_secs(10));
+        assert_eq!(c.request_timeout, Duration::from_secs(30));
+        assert_eq!(
+            c.cpu_budget,
+            Some(Duration::from_millis(DEFAULT_QUERY_CPU_BUDGET_MS))
+        );
+        assert_eq!(c.max_body_bytes, 100 * 1024);
+        assert_eq!(c.limits, crate::graphql::limits::QueryLimits::default());
+        assert!(!c.production && c.introspection);
+        assert_eq!(c.pool.recycle, Duration::from_secs(1800));
+        assert!(!c.pool.echo);
+        assert_eq!(c.host.to_string(), "127.0.0.1");
+        assert_eq!(c.port, 8000);
+        assert_eq!(c.data_dir, PathBuf::from(".cortex"));
+    }
+
+    #[test]
+    fn database_url_wins_and_sqlalchemy_scheme_is_accepted() {
+        let c = config(&[
+            ("DATABASE_URL", "postgresql+asyncpg://u:p@h:5433/d"),
+            ("POSTGRES_HOST", "x"),
+        ])
+        .unwrap();
+        let DatabaseSource::Url(url) = &c.database else {
+            panic!("{:?}", c.database)
+        };
+        assert_eq!(url.expose(), "postgresql://u:p@h:5433/d");
+    }
+
+    #[test]
+    fn url_is_built_from_parts() {
+        let c = config(&[
+            ("POSTGRES_USER", "cortex"),
+            ("POSTGRES_PASSWORD", "p@ss"),
+            ("POSTGRES_DB", "cortexcore"),
+            ("POSTGRES_HOST", "db"),
+        ])
+        .unwrap();
+        let DatabaseSource::Url(url) = &c.database else {
+            panic!("{:?}", c.database)
+        };
+        assert_eq!(
+            url.expose(),
+            "postgresql://cortex:p%40ss@db:5432/cortexcore"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_what_it_accepts() {
+        let e = config(&[("DB_POOL_SIZE", "lots")]).unwrap_err();
+        assert_eq!(e.variable, "DB_POOL_SIZE");
+        assert!(e.to_string().contains("DB_POOL_SIZE") && e.to_string().contains("integer"));
+        assert_eq!(
+            config(&[("DB_POOL_SIZE", "0")]).unwrap_err().variable,
+            "DB_POOL_SIZE"
+        );
+        assert_eq!(
+            config(&[("DB_ECHO", "maybe")]).unwrap_err().variable,
+            "DB_ECHO"
+        );
+        assert_eq!(config(&[("PORT", "70000")]).unwrap_err().variable, "PORT");
+        assert_eq!(
+            config(&[("HOST", "not a host")]).unwrap_err().variable,
+            "HOST"
+        );
+        assert_eq!(
+            config(&[("DB_POOL_TIMEOUT", "-1")]).unwrap_err().variable,
+            "DB_POOL_TIMEOUT"
+        );
+        assert_eq!(
+            config(&[("DATABASE_URL", "mysql://x")])
+                .unwrap_err()
+                .variable,
+            "DATABASE_URL"
+        );
+        assert_eq!(
+            config(&[("POSTGRES_PORT", "x")]).unwrap_err().variable,
+            "POSTGRES_PORT"
+        );
+    }
+
+    #[test]
+    fn secrets_are_not_printed_by_debug() {
+        let c = config(&[
+            ("DATABASE_URL", "postgres://me:hunter2@h/db"),
+            ("JWT_SECRET", "jwt-hunter2"),
+            ("METRICS_TOKEN", "metrics-hunter2"),
+        ])
+        .unwrap();
+        let printed = format!("{c:?} {c:#?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("me:***@h/db"), "{printed}");
+        let e = config(&[("JWT_SECRET", "s"), ("CORTEX_DEV", "hunter2")]).unwrap_err();
+        assert_eq!(e.variable, "CORTEX_DEV");
+    }
+
+    #[test]
+    fn every_variable_is_in_the_readme_table_as_the_table_says() {
+        let readme = include_str!("../../README.md");
+        let table = vars::markdown_table();
+        assert!(
+            readme.contains(&table),
+            "README.md's configuration table is out of date; it should read:\n{table}"
+        );
+        // And each variable's name appears where it is read.
+        let sources = [include_str!("mod.rs"), include_str!("database.rs")];
+        for var in vars::ALL {
+            let constant = format!("&{}", var.name);
+            assert!(
+                sources.iter().any(|s| s.contains(&constant)),
+                "{} is in the table but never read",
+                var.name
+            );
+        }
+    }
+
+    #[test]
+    fn errors_say_what_the_table_accepts() {
+        let e = config(&[("QUERY_CPU_BUDGET_MS", "soon")]).unwrap_err();
+        assert_eq!(
+            e.expected,
+            "a number of milliseconds from 0 (off) to 600000"
+        );
+        let e = config(&[("MAX_BODY_BYTES", "1")]).unwrap_err();
+        assert_eq!(e.expected, "a number of bytes from 1024 to 67108864");
+        let e = config(&[("JWT_SECRET", "s"), ("INTROSPECTION", "perhaps")]).unwrap_err();
+        assert_eq!(e.expected, "true or false");
+        assert!(LogConfig::from_env().is_ok());
+    }
+
+    #[test]
+    fn passwords_never_appear_in_errors() {
+        let e = config(&[("DATABASE_URL", "mysql://me:secret@h/db")]).unwrap_err();
+        assert!(!e.to_string().contains("secret"));
+    }
+}
