@@ -11,7 +11,8 @@ use cortex::graphql::context::RequestContext;
 use cortex::graphql::complete::ResponseShape;
 use cortex::graphql::documents::DocumentCache;
 use cortex::graphql::http::{parse_body, SharedContext};
-use cortex::graphql::{build_schema, normalize_error, CortexSchema, SchemaOptions};
+use cortex::error::response::normalize_error;
+use cortex::graphql::{build_schema, CortexSchema, SchemaOptions};
 use libfuzzer_sys::fuzz_target;
 
 static SCHEMA: LazyLock<CortexSchema> = LazyLock::new(|| build_schema(SchemaOptions::default()));

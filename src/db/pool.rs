@@ -201,7 +201,12 @@ impl Database {
         let got = self.pool.get().await;
         metrics::histogram!(crate::metrics::POOL_WAIT_SECONDS)
             .record(waiting.elapsed().as_secs_f64());
-        let mut conn = got?;
+        let mut conn = got.inspect_err(|e| match e {
+            bb8::RunError::TimedOut => {
+                tracing::warn!("timed out waiting for a database connection")
+            }
+            bb8::RunError::User(e) => tracing::warn!("cannot get a database connection: {e}"),
+        })?;
         conn.set_instrumentation(StatementObserver::new(self.logging, stats.cloned()));
         Ok(DbConn {
             conn,

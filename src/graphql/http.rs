@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_graphql::parser::types::OperationType;
-use async_graphql::{BatchRequest, BatchResponse, Response as GqlResponse, ServerError};
+use async_graphql::{BatchRequest, BatchResponse, Response as GqlResponse};
 use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::GraphQLRequest;
 use axum::body::Bytes;
@@ -11,11 +11,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::Json;
 
+use crate::error::response::{coded_limit_response, error_response, limit_response, shape_errors};
 use crate::error::AppError;
 use crate::graphql::context::RequestContext;
-use crate::graphql::{normalize_error, CortexSchema};
+use crate::graphql::CortexSchema;
 use crate::AppState;
 
 /// What the GraphQL handlers share.
@@ -33,32 +33,12 @@ pub struct GraphqlState {
     pub shape: Arc<crate::graphql::complete::ResponseShape>,
 }
 
-/// A refusal by one of the request limits, naming it like the query limits do.
-fn limit_response(status: StatusCode, limit: &str, message: String) -> Response {
-    coded_limit_response(status, "BAD_USER_INPUT", limit, message)
-}
-
-/// A refusal naming the limit, with the given code.
-fn coded_limit_response(status: StatusCode, code: &str, limit: &str, message: String) -> Response {
-    let body = serde_json::json!({
-        "errors": [{"message": message, "extensions": {"code": code, "limit": limit}}]
-    });
-    (status, Json(body)).into_response()
-}
-
 /// The request's id (`X-Request-Id`, set by the router's layer), `-` without one.
 fn request_id(headers: &HeaderMap) -> &str {
     headers
         .get(crate::REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-")
-}
-
-fn error_response(status: StatusCode, error: AppError) -> Response {
-    let body = serde_json::json!({
-        "errors": [{"message": error.to_string(), "extensions": {"code": error.code()}}]
-    });
-    (status, Json(body)).into_response()
 }
 
 async fn context_for(
@@ -98,11 +78,7 @@ struct Cost {
 }
 
 fn finish(mut response: GqlResponse, cost: Option<Cost>) -> GqlResponse {
-    response.errors = response
-        .errors
-        .into_iter()
-        .map(normalize_error)
-        .collect::<Vec<ServerError>>();
+    response.errors = shape_errors(std::mem::take(&mut response.errors));
     if let Some(cost) = cost {
         response = response.extension(
             "cost",

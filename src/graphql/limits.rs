@@ -23,11 +23,12 @@
 //! `getIntrospectionQuery` nests `ofType` nine levels deep), so a depth limit tight
 //! enough for real queries would break Apollo, Relay and GraphiQL's schema loading.
 
+use crate::error::response::limit_error;
 use std::collections::HashMap;
 
 use async_graphql::parser::types::{Directive, ExecutableDocument, Selection, SelectionSet};
 use async_graphql::parser::Positioned;
-use async_graphql::{Name, ServerError, ServerResult, Value};
+use async_graphql::{Name, ServerError, ServerResult};
 
 use crate::config;
 
@@ -105,7 +106,7 @@ impl QueryLimits {
     /// which is kept in the request so it is parsed once. A document that does
     /// not parse passes here; execution reports its syntax error. Complexity is
     /// checked by the schema's validation (`limit_complexity`, named by
-    /// [`super::normalize_error`]).
+    /// [`crate::error::response::normalize_error`]).
     ///
     /// Not an async-graphql extension on purpose: with any extension installed,
     /// every field and list item of every response goes through the extension
@@ -205,17 +206,8 @@ impl QueryLimits {
     }
 }
 
-/// A refusal naming the limit, with a stable code.
-pub fn limit_error(limit: &str, message: String) -> ServerError {
-    let mut error = ServerError::new(message, None);
-    let ext = error.extensions.get_or_insert_with(Default::default);
-    ext.set("code", Value::from("BAD_USER_INPUT"));
-    ext.set("limit", Value::from(limit));
-    error
-}
-
 /// A document that is not valid GraphQL, with the code async-graphql's own
-/// validation errors get (see [`super::normalize_error`]).
+/// validation errors get (see [`crate::error::response::normalize_error`]).
 fn validation_error(message: String) -> ServerError {
     crate::error::AppError::BadUserInput {
         message,

@@ -20,9 +20,7 @@ pub mod query;
 pub mod user;
 pub mod workspace;
 
-use async_graphql::{EmptySubscription, SDLExportOptions, Schema, ServerError, Value};
-
-use crate::error::AppError;
+use async_graphql::{EmptySubscription, SDLExportOptions, Schema};
 
 /// The Cortex schema.
 pub type CortexSchema = Schema<query::QueryRoot, mutation::MutationRoot, EmptySubscription>;
@@ -182,75 +180,8 @@ macro_rules! with_variables {
 }
 pub(crate) use with_variables;
 
-/// async-graphql's own refusal when validation measures a complexity over the limit.
-const TOO_COMPLEX: &str = "Query is too complex.";
-
 /// The schema's SDL, sorted so that it is stable (what `schema.graphql` holds).
 pub fn sdl() -> String {
     build_schema(SchemaOptions::default())
         .sdl_with_options(SDLExportOptions::new().sorted_fields().sorted_enum_items())
-}
-
-/// Gives every error a stable `extensions.code`, the one place errors are mapped:
-/// our [`AppError`] keeps its code; a database error that slipped through is mapped
-/// (so SQL never reaches a client); errors from the GraphQL engine itself (parse,
-/// validation, argument coercion) are `BAD_USER_INPUT`; anything else is `INTERNAL`.
-pub fn normalize_error(mut error: ServerError) -> ServerError {
-    if error.message == TOO_COMPLEX && error.source.is_none() {
-        return limits::limit_error(
-            "complexity",
-            "the query is too complex: a connection field costs its page size (`first`/`last`, default 20) times its selection; see QUERY_MAX_COMPLEXITY".into(),
-        );
-    }
-    let has_code = error
-        .extensions
-        .as_ref()
-        .is_some_and(|e| e.get("code").is_some());
-    if has_code {
-        return error;
-    }
-    let mapped: Option<AppError> = match &error.source {
-        Some(source) => {
-            if let Some(app) = source.downcast_ref::<AppError>() {
-                Some(app.clone())
-            } else if let Some(app) = source.downcast_ref::<std::sync::Arc<AppError>>() {
-                Some((**app).clone())
-            } else if let Some(db) = source.downcast_ref::<diesel::result::Error>() {
-                Some(map_diesel(db))
-            } else {
-                Some(AppError::internal(&error.message))
-            }
-        }
-        None => None,
-    };
-    let (message, code, field) = match mapped {
-        Some(app) => {
-            let field = match &app {
-                AppError::BadUserInput { field, .. } => field.clone(),
-                _ => None,
-            };
-            (app.to_string(), app.code(), field)
-        }
-        None => (error.message.clone(), "BAD_USER_INPUT", None),
-    };
-    error.message = message;
-    let ext = error.extensions.get_or_insert_with(Default::default);
-    ext.set("code", Value::from(code));
-    if let Some(field) = field {
-        ext.set("field", Value::from(field));
-    }
-    error
-}
-
-fn map_diesel(error: &diesel::result::Error) -> AppError {
-    use diesel::result::Error as E;
-    // diesel's error is not Clone; rebuild the cases the mapping distinguishes.
-    match error {
-        E::NotFound => AppError::NotFound("record not found".into()),
-        E::DatabaseError(kind, info) => AppError::from(E::DatabaseError(
-            *kind,
-            Box::new(info.message().to_string()),
-        )),
-        other => AppError::internal(other),
-    }
 }

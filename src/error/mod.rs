@@ -2,7 +2,14 @@
 //!
 //! Start-up uses `anyhow`, the data layer returns diesel's `QueryResult`; everything a
 //! client can see passes through [`AppError`], which decides the `extensions.code` and
-//! the message. Database details (SQL, constraint names) are logged, never returned.
+//! the message. Conversions only map: nothing is logged or counted when an error is
+//! made. [`response`] shapes every error a client gets (GraphQL errors, HTTP error
+//! bodies, limit refusals) and reports each once per response: an internal error's
+//! details are logged under the id the client sees, never returned.
+
+pub mod response;
+
+use std::sync::Arc;
 
 use async_graphql::ErrorExtensions;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -46,6 +53,8 @@ pub enum AppError {
     Internal {
         /// Correlates the client's message with the log line.
         id: Uuid,
+        /// What went wrong, for the log only.
+        detail: Arc<str>,
     },
 }
 
@@ -72,11 +81,30 @@ impl AppError {
         }
     }
 
-    /// Logs `details` under a fresh error id and returns the opaque error.
+    /// An opaque error under a fresh id; `details` are logged when a client is
+    /// shown it ([`AppError::report`]).
     pub fn internal(details: impl std::fmt::Display) -> Self {
-        let id = Uuid::new_v4();
-        tracing::error!(error_id = %id, "internal error: {details}");
-        AppError::Internal { id }
+        AppError::Internal {
+            id: Uuid::new_v4(),
+            detail: details.to_string().into(),
+        }
+    }
+
+    /// What the server records of an error a client is shown: internal details in
+    /// the log under their id, and the server-side codes in `cortex_db_errors_total`.
+    pub fn report(&self) {
+        if let AppError::Internal { id, detail } = self {
+            tracing::error!(error_id = %id, "internal error: {detail}");
+        }
+        if matches!(
+            self,
+            AppError::Unavailable
+                | AppError::Timeout
+                | AppError::Conflict(_)
+                | AppError::Internal { .. }
+        ) {
+            metrics::counter!(crate::metrics::DB_ERRORS, "code" => self.code()).increment(1);
+        }
     }
 
     /// The same, as a response error without a position: for the checks that
@@ -104,48 +132,39 @@ impl AppError {
 
 impl From<DieselError> for AppError {
     fn from(error: DieselError) -> Self {
-        let mapped = map_database_error(&error);
-        if !matches!(error, DieselError::NotFound) {
-            metrics::counter!(crate::metrics::DB_ERRORS, "code" => mapped.code()).increment(1);
-        }
-        mapped
+        map_database_error(&error)
     }
 }
 
 fn map_database_error(error: &DieselError) -> AppError {
     match error {
         DieselError::NotFound => AppError::NotFound("record not found".into()),
-        DieselError::DatabaseError(kind, info) => {
-            tracing::warn!(
-                kind = ?kind,
-                constraint = info.constraint_name().unwrap_or(""),
-                "database error: {}",
-                info.message()
-            );
-            match kind {
-                DatabaseErrorKind::UniqueViolation => {
-                    AppError::Conflict("a record with this data already exists".into())
-                }
-                DatabaseErrorKind::ForeignKeyViolation => {
-                    AppError::Conflict("referenced record does not exist".into())
-                }
-                DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection => {
-                    AppError::Unavailable
-                }
-                DatabaseErrorKind::CheckViolation | DatabaseErrorKind::NotNullViolation => {
-                    AppError::BadUserInput {
-                        message: "the data violates a constraint".into(),
-                        field: None,
-                    }
-                }
-                _ => classify_message(info.message()).unwrap_or_else(|| AppError::internal(error)),
+        DieselError::DatabaseError(kind, info) => match kind {
+            DatabaseErrorKind::UniqueViolation => {
+                AppError::Conflict("a record with this data already exists".into())
             }
-        }
+            DatabaseErrorKind::ForeignKeyViolation => {
+                AppError::Conflict("referenced record does not exist".into())
+            }
+            DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection => {
+                AppError::Unavailable
+            }
+            DatabaseErrorKind::CheckViolation | DatabaseErrorKind::NotNullViolation => {
+                AppError::BadUserInput {
+                    message: "the data violates a constraint".into(),
+                    field: None,
+                }
+            }
+            _ => classify_message(info.message()).unwrap_or_else(|| AppError::internal(error)),
+        },
         _ => AppError::internal(error),
     }
 }
 
-/// PostgreSQL errors diesel reports as `Unknown`, recognised by their server message.
+/// PostgreSQL errors diesel reports as `Unknown`, recognised by their server message:
+/// diesel-async drops the SQLSTATE of the errors diesel has no kind for (its
+/// wrapper of tokio-postgres's error is private), so the message is all there is.
+/// Cortex's sessions run with PostgreSQL's default (English) messages.
 fn classify_message(message: &str) -> Option<AppError> {
     let message = message.to_ascii_lowercase();
     if message.contains("statement timeout") || message.contains("lock timeout") {
@@ -162,18 +181,10 @@ fn classify_message(message: &str) -> Option<AppError> {
 }
 
 impl From<crate::db::PoolError> for AppError {
-    fn from(error: crate::db::PoolError) -> Self {
-        metrics::counter!(crate::metrics::DB_ERRORS, "code" => "UNAVAILABLE").increment(1);
-        match error {
-            bb8::RunError::TimedOut => {
-                tracing::warn!("timed out waiting for a database connection");
-                AppError::Unavailable
-            }
-            bb8::RunError::User(e) => {
-                tracing::warn!("cannot get a database connection: {e}");
-                AppError::Unavailable
-            }
-        }
+    fn from(_: crate::db::PoolError) -> Self {
+        // A timed-out wait or a failed connect: the pool's metrics and the
+        // connection's own log tell which.
+        AppError::Unavailable
     }
 }
 
@@ -279,7 +290,7 @@ mod tests {
             (AppError::Conflict("x".into()), "CONFLICT"),
             (AppError::Unavailable, "UNAVAILABLE"),
             (AppError::Timeout, "TIMEOUT"),
-            (AppError::Internal { id: Uuid::nil() }, "INTERNAL"),
+            (AppError::internal("x"), "INTERNAL"),
         ] {
             let ext = e.to_graphql().extensions.expect("extensions");
             assert_eq!(ext.get("code"), Some(&async_graphql::Value::from(code)));
