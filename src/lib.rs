@@ -47,9 +47,9 @@ pub fn router(state: AppState) -> Router {
     // The playground needs introspection; in production both are off by default.
     if state.config.introspection {
         graphql_routes = graphql_routes
-            .route("/", get(gql_http::graphiql))
-            .route("/graphiql", get(gql_http::graphiql))
-            .route("/graphiql/assets/{name}", get(gql_http::asset));
+            .route("/", get(graphql::playground::graphiql))
+            .route("/graphiql", get(graphql::playground::graphiql))
+            .route("/graphiql/assets/{name}", get(graphql::playground::asset));
     }
     let graphql_routes = graphql_routes
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

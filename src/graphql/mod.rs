@@ -16,6 +16,7 @@ pub mod message;
 pub mod mutation;
 pub mod paging;
 pub mod plain;
+pub mod playground;
 pub mod query;
 pub mod user;
 pub mod workspace;

@@ -9,19 +9,22 @@
 //! changes nothing. Every row read is accounted for: imported, already present, or
 //! skipped with its reason (each skip and each repair is also a warning line).
 
+mod progress;
+mod report;
 pub mod source;
 mod write;
 
+use progress::Progress;
+pub use report::{ImportReport, SkipReason, TableReport};
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use write::Outcome;
 
@@ -45,194 +48,6 @@ pub struct ImportOptions {
     pub jobs: usize,
     /// Test hook: exit abruptly (no cleanup) after this many committed batches.
     pub abort_after_batches: Option<usize>,
-}
-
-/// Why a row was not imported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum SkipReason {
-    /// The row has no id.
-    MissingId,
-    /// A required column is NULL.
-    MissingField(&'static str),
-    /// Longer than its PostgreSQL column allows.
-    TooLong(&'static str, usize),
-    /// The user's email belongs to another user in the same batch.
-    EmailTaken,
-    /// The workspace's owner is not a user.
-    MissingOwner,
-    /// The conversation's workspace was not imported.
-    MissingWorkspace,
-    /// The message's conversation was not imported.
-    MissingConversation,
-    /// The message's sender is not a user.
-    MissingSender,
-}
-
-impl fmt::Display for SkipReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::MissingId => write!(f, "no id"),
-            Self::MissingField(c) => write!(f, "no {c}"),
-            Self::TooLong(c, n) => write!(f, "{c} over {n} characters"),
-            Self::EmailTaken => write!(f, "email of another user"),
-            Self::MissingOwner => write!(f, "owner missing"),
-            Self::MissingWorkspace => write!(f, "workspace missing"),
-            Self::MissingConversation => write!(f, "conversation missing"),
-            Self::MissingSender => write!(f, "sender missing"),
-        }
-    }
-}
-
-/// The accounting of one table.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TableReport {
-    /// Rows read from the file.
-    pub read: u64,
-    /// Rows written (or, on a dry run, that would be).
-    pub imported: u64,
-    /// Rows found already in PostgreSQL (a user with that `user_id`, or a mapped id),
-    /// including a repeat of an id earlier in the file.
-    pub already_present: u64,
-    /// Rows not imported, by reason.
-    pub skipped: BTreeMap<SkipReason, u64>,
-    /// Repairs made (bad JSON, fallback timestamps, …).
-    pub warnings: u64,
-    /// Time spent on this table.
-    pub elapsed: Duration,
-}
-
-impl TableReport {
-    /// Rows skipped, all reasons together.
-    pub fn skipped_total(&self) -> u64 {
-        self.skipped.values().sum()
-    }
-}
-
-/// The accounting of a whole import, per table in import order.
-#[derive(Debug, Clone, Default)]
-pub struct ImportReport {
-    /// `(table, report)` in import order.
-    pub tables: Vec<(&'static str, TableReport)>,
-    /// Whether nothing was written.
-    pub dry_run: bool,
-}
-
-impl fmt::Display for ImportReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut table = comfy_table::Table::new();
-        table
-            .load_style(comfy_table::presets::ASCII_MARKDOWN)
-            .set_header([
-                "table",
-                "read",
-                "imported",
-                "already present",
-                "skipped",
-                "skipped by reason",
-                "warnings",
-                "elapsed",
-                "rows/s",
-            ]);
-        for (name, r) in &self.tables {
-            let reasons = r
-                .skipped
-                .iter()
-                .map(|(reason, n)| format!("{reason}: {n}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let seconds = r.elapsed.as_secs_f64();
-            table.add_row([
-                name.to_string(),
-                r.read.to_string(),
-                r.imported.to_string(),
-                r.already_present.to_string(),
-                r.skipped_total().to_string(),
-                reasons,
-                r.warnings.to_string(),
-                format!("{seconds:.2} s"),
-                format!(
-                    "{:.0}",
-                    if seconds > 0.0 {
-                        r.read as f64 / seconds
-                    } else {
-                        0.0
-                    }
-                ),
-            ]);
-        }
-        for i in 1..=8 {
-            if let Some(column) = table.column_mut(i) {
-                column.set_cell_alignment(comfy_table::CellAlignment::Right);
-            }
-        }
-        if let Some(column) = table.column_mut(5) {
-            column.set_cell_alignment(comfy_table::CellAlignment::Left);
-        }
-        writeln!(f, "{table}")?;
-        if self.dry_run {
-            writeln!(f, "dry run: nothing was written")?;
-        }
-        Ok(())
-    }
-}
-
-/// Progress on a terminal (a bar per table), or plain lines every few seconds.
-struct Progress {
-    bars: Option<MultiProgress>,
-    current: Option<ProgressBar>,
-    last_line: Instant,
-}
-
-impl Progress {
-    fn new() -> Self {
-        let terminal = std::io::stderr().is_terminal();
-        Self {
-            bars: terminal.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
-            current: None,
-            last_line: Instant::now(),
-        }
-    }
-
-    fn start(&mut self, table: &str, total: u64) {
-        if let Some(bars) = &self.bars {
-            let bar = bars.add(ProgressBar::new(total));
-            bar.set_style(
-                ProgressStyle::with_template("{prefix:>13} [{bar:40}] {pos}/{len} {per_sec} {eta}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            );
-            bar.set_prefix(table.to_string());
-            self.current = Some(bar);
-        } else {
-            eprintln!("import: {table}: {total} rows");
-        }
-    }
-
-    fn advance(&mut self, table: &str, done: u64, total: u64) {
-        match &self.current {
-            Some(bar) => bar.set_position(done),
-            None if self.last_line.elapsed() >= Duration::from_secs(2) || done == total => {
-                self.last_line = Instant::now();
-                eprintln!("import: {table}: {done}/{total}");
-            }
-            None => {}
-        }
-    }
-
-    fn finish(&mut self) {
-        if let Some(bar) = self.current.take() {
-            bar.finish();
-        }
-    }
-
-    fn warn(&self, line: &str) {
-        match &self.bars {
-            Some(bars) => {
-                let _ = bars.println(format!("warning: {line}"));
-            }
-            None => eprintln!("warning: {line}"),
-        }
-    }
 }
 
 /// Opens and checks the SQLite file (see [`source::open`]), off the async threads.
