@@ -9,6 +9,8 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use async_graphql::dataloader::Loader;
+use diesel_async::AsyncPgConnection;
+use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
 use crate::db::conversations::{Conversation, ConversationFilter};
@@ -94,11 +96,48 @@ fn keyed<F, V>(
     })
 }
 
+/// One statement per group of keys sharing a query, for every parent of the group.
+type GroupBatch<F, V> = for<'a> fn(
+    &'a Scope,
+    &'a mut AsyncPgConnection,
+    Vec<Uuid>,
+    &'a PageQuery<F>,
+) -> BoxFuture<'a, diesel::QueryResult<HashMap<Uuid, V>>>;
+
+impl CortexLoader {
+    /// Loads `keys` a group at a time with `batch`, under the loader `name`.
+    async fn grouped<F: Eq + Hash, V>(
+        &self,
+        name: &'static str,
+        keys: &[PageKey<F>],
+        batch: GroupBatch<F, V>,
+    ) -> Result<HashMap<PageKey<F>, V>, Arc<AppError>> {
+        crate::metrics::record_batch(name, keys.len());
+        let mut conn = self.conn().await?;
+        let mut out = HashMap::new();
+        for (query, parents) in groups(keys) {
+            let values = batch(&self.scope, &mut conn, parents, &query)
+                .await
+                .map_err(db_err)?;
+            out.extend(keyed(query, values));
+        }
+        Ok(out)
+    }
+}
+
+/// Shares a page's rows: the batcher hands every waiting resolver a clone.
+fn shared<T>(pages: HashMap<Uuid, Page<T>>) -> HashMap<Uuid, Page<Arc<T>>> {
+    pages
+        .into_iter()
+        .map(|(p, page)| (p, page.map(Arc::new)))
+        .collect()
+}
+
 /// Conversations of a workspace: one page per workspace.
 pub type ConversationPageKey = PageKey<ConversationFilter>;
 
-// Page values hold shared rows: async-graphql's DataLoader clones every value it
-// hands out, and a page of owned rows was deep-copied (metadata maps included).
+// Page values hold shared rows: the batcher clones every value it hands out, and
+// a page of owned rows was deep-copied (metadata maps included).
 impl Loader<ConversationPageKey> for CortexLoader {
     type Value = Page<Arc<Conversation>>;
     type Error = Arc<AppError>;
@@ -107,19 +146,19 @@ impl Loader<ConversationPageKey> for CortexLoader {
         &self,
         keys: &[ConversationPageKey],
     ) -> Result<HashMap<ConversationPageKey, Self::Value>, Self::Error> {
-        crate::metrics::record_batch("ConversationPageKey", keys.len());
-        let mut conn = self.conn().await?;
-        let mut out = HashMap::new();
-        for (query, parents) in groups(keys) {
-            let pages = self
-                .scope
-                .conversation_pages(&mut conn, parents, &query.filter, &query.args)
-                .await
-                .map_err(db_err)?;
-            let pages = pages.into_iter().map(|(p, page)| (p, page.map(Arc::new)));
-            out.extend(keyed(query, pages.collect()));
-        }
-        Ok(out)
+        self.grouped(
+            "ConversationPageKey",
+            keys,
+            |scope, conn, parents, query| {
+                Box::pin(async move {
+                    let pages = scope
+                        .conversation_pages(conn, parents, &query.filter, &query.args)
+                        .await?;
+                    Ok(shared(pages))
+                })
+            },
+        )
+        .await
     }
 }
 
@@ -143,26 +182,22 @@ impl Loader<MessagePageKey> for CortexLoader {
         &self,
         keys: &[MessagePageKey],
     ) -> Result<HashMap<MessagePageKey, Self::Value>, Self::Error> {
-        crate::metrics::record_batch("MessagePageKey", keys.len());
-        let mut conn = self.conn().await?;
-        let mut out = HashMap::new();
-        for (query, parents) in groups(keys) {
-            let filter = &query.filter;
-            let pages = self
-                .scope
-                .message_pages(
-                    &mut conn,
-                    parents,
-                    &filter.criteria,
-                    filter.with_metadata,
-                    &query.args,
-                )
-                .await
-                .map_err(db_err)?;
-            let pages = pages.into_iter().map(|(p, page)| (p, page.map(Arc::new)));
-            out.extend(keyed(query, pages.collect()));
-        }
-        Ok(out)
+        self.grouped("MessagePageKey", keys, |scope, conn, parents, query| {
+            Box::pin(async move {
+                let filter = &query.filter;
+                let pages = scope
+                    .message_pages(
+                        conn,
+                        parents,
+                        &filter.criteria,
+                        filter.with_metadata,
+                        &query.args,
+                    )
+                    .await?;
+                Ok(shared(pages))
+            })
+        })
+        .await
     }
 }
 
@@ -178,19 +213,20 @@ impl Loader<ConversationCountKey> for CortexLoader {
         &self,
         keys: &[ConversationCountKey],
     ) -> Result<HashMap<ConversationCountKey, i64>, Self::Error> {
-        crate::metrics::record_batch("ConversationCountKey", keys.len());
-        let mut conn = self.conn().await?;
         let inner: Vec<_> = keys.iter().map(|k| k.0.clone()).collect();
-        let mut out = HashMap::new();
-        for (query, parents) in groups(&inner) {
-            let counts = self
-                .scope
-                .conversation_counts(&mut conn, parents, &query.filter)
-                .await
-                .map_err(db_err)?;
-            out.extend(keyed(query, counts).map(|(key, n)| (ConversationCountKey(key), n)));
-        }
-        Ok(out)
+        let counts = self
+            .grouped(
+                "ConversationCountKey",
+                &inner,
+                |scope, conn, parents, query| {
+                    Box::pin(scope.conversation_counts(conn, parents, &query.filter))
+                },
+            )
+            .await?;
+        Ok(counts
+            .into_iter()
+            .map(|(k, n)| (ConversationCountKey(k), n))
+            .collect())
     }
 }
 
@@ -206,19 +242,16 @@ impl Loader<MessageCountKey> for CortexLoader {
         &self,
         keys: &[MessageCountKey],
     ) -> Result<HashMap<MessageCountKey, i64>, Self::Error> {
-        crate::metrics::record_batch("MessageCountKey", keys.len());
-        let mut conn = self.conn().await?;
         let inner: Vec<_> = keys.iter().map(|k| k.0.clone()).collect();
-        let mut out = HashMap::new();
-        for (query, parents) in groups(&inner) {
-            let counts = self
-                .scope
-                .message_counts(&mut conn, parents, &query.filter.criteria)
-                .await
-                .map_err(db_err)?;
-            out.extend(keyed(query, counts).map(|(key, n)| (MessageCountKey(key), n)));
-        }
-        Ok(out)
+        let counts = self
+            .grouped("MessageCountKey", &inner, |scope, conn, parents, query| {
+                Box::pin(scope.message_counts(conn, parents, &query.filter.criteria))
+            })
+            .await?;
+        Ok(counts
+            .into_iter()
+            .map(|(k, n)| (MessageCountKey(k), n))
+            .collect())
     }
 }
 
