@@ -149,7 +149,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             }
             let secret = match &config.jwt_secret {
                 Some(s) => s.expose().as_bytes().to_vec(),
-                None => crate::auth::load_or_create_local_secret(&config.data_dir)?,
+                None => crate::auth::load_or_create_local_secret(&config.embedded.data_dir)?,
             };
             let auth = crate::auth::Authenticator::new(&secret);
             println!(

@@ -33,7 +33,7 @@ impl DatabaseHandle {
                 cluster: None,
             }),
             DatabaseSource::Embedded => {
-                let options = ClusterOptions::new(config.data_dir.clone());
+                let options = ClusterOptions::from_config(&config.embedded);
                 let cluster = tokio::task::spawn_blocking(move || EmbeddedCluster::start(&options))
                     .await
                     .context("the cluster start-up task panicked")??;
@@ -163,7 +163,7 @@ async fn serve_on(config: &Config, handle: &DatabaseHandle) -> Result<()> {
             if !handle.is_embedded() {
                 tracing::warn!("JWT_SECRET is not set: using a local secret kept in CORTEX_DATA_DIR; set JWT_SECRET in production");
             }
-            crate::auth::load_or_create_local_secret(&config.data_dir)?
+            crate::auth::load_or_create_local_secret(&config.embedded.data_dir)?
         }
     };
     let mut state = AppState::new(db.clone(), config.clone(), &secret);

@@ -154,9 +154,8 @@ pub struct Config {
     pub host: IpAddr,
     /// HTTP port.
     pub port: u16,
-    /// Folder of the embedded cluster and local secrets.
-    pub data_dir: PathBuf,
-    /// The embedded cluster's settings (`data_dir` among them).
+    /// The embedded cluster's settings: its folder (which also holds the local
+    /// secret), binaries and account.
     pub embedded: EmbeddedConfig,
     /// `JWT_SECRET`, when set.
     pub jwt_secret: Option<Secret>,
@@ -205,7 +204,6 @@ impl Config {
             pool: database::pool(&env)?,
             host: env.parsed(&HOST)?.expect("HOST has a default"),
             port: env.count(&PORT)?,
-            data_dir: embedded.data_dir.clone(),
             embedded,
             jwt_secret,
             cors_origins: env

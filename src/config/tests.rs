@@ -53,7 +53,7 @@ fn nothing_configured_means_embedded_defaults() {
     assert!(!c.pool.echo);
     assert_eq!(c.host.to_string(), "127.0.0.1");
     assert_eq!(c.port, 8000);
-    assert_eq!(c.data_dir, PathBuf::from(".cortex"));
+    assert_eq!(c.embedded.data_dir, PathBuf::from(".cortex"));
 }
 
 #[test]

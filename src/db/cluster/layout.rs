@@ -6,12 +6,18 @@ use super::*;
 /// Finds the folder holding `initdb`, `pg_ctl` and `postgres`: `CORTEX_PG_BIN`, then
 /// `PATH`, then `pg_config --bindir`, then the newest `/usr/lib/postgresql/*/bin`.
 pub fn find_bin_dir() -> Result<PathBuf> {
+    find_bin_dir_in(crate::config::EmbeddedConfig::from_env()?.pg_bin.as_deref())
+}
+
+/// [`find_bin_dir`], with `CORTEX_PG_BIN` already read (`configured`).
+pub fn find_bin_dir_in(configured: Option<&Path>) -> Result<PathBuf> {
     let complete = |dir: &Path| {
         ["initdb", "pg_ctl", "postgres"]
             .iter()
             .all(|b| dir.join(b).is_file())
     };
-    if let Some(dir) = crate::config::EmbeddedConfig::from_env()?.pg_bin {
+    if let Some(dir) = configured {
+        let dir = dir.to_path_buf();
         if complete(&dir) {
             return Ok(dir);
         }

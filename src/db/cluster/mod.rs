@@ -27,7 +27,7 @@ use anyhow::{anyhow, bail, Context, Result};
 mod layout;
 
 use layout::{choose_socket_dir, lookup_user, prepare_data_dir};
-pub use layout::{find_bin_dir, percent_encode};
+pub use layout::{find_bin_dir, find_bin_dir_in, percent_encode};
 
 /// Database role that owns the embedded cluster (created by `initdb --username`).
 pub const SUPERUSER: &str = "cortex";
@@ -51,18 +51,36 @@ pub struct ClusterOptions {
     pub extra_settings: Vec<String>,
     /// Account to run PostgreSQL as when started by root.
     pub pg_user: String,
+    /// Folder of the server binaries, when configured (else searched for).
+    pub pg_bin: Option<PathBuf>,
 }
 
 impl ClusterOptions {
-    /// Options for a cluster kept under `base_dir`, stopped by its last user.
+    /// Options for a cluster kept under `base_dir`, stopped by its last user, with
+    /// the account and binaries the environment names (tools and tests).
     pub fn new(base_dir: impl Into<PathBuf>) -> Self {
+        // Text settings: reading them cannot fail.
+        let embedded = crate::config::EmbeddedConfig::from_env().unwrap_or_else(|_| {
+            crate::config::EmbeddedConfig {
+                data_dir: PathBuf::new(),
+                pg_bin: None,
+                pg_user: DEFAULT_PG_USER.into(),
+            }
+        });
         Self {
             base_dir: base_dir.into(),
+            ..Self::from_config(&embedded)
+        }
+    }
+
+    /// Options for the configured embedded cluster.
+    pub fn from_config(config: &crate::config::EmbeddedConfig) -> Self {
+        Self {
+            base_dir: config.data_dir.clone(),
             keep_running: false,
             extra_settings: Vec::new(),
-            // Text settings: reading them cannot fail.
-            pg_user: crate::config::EmbeddedConfig::from_env()
-                .map_or_else(|_| DEFAULT_PG_USER.into(), |c| c.pg_user),
+            pg_user: config.pg_user.clone(),
+            pg_bin: config.pg_bin.clone(),
         }
     }
 }
@@ -94,7 +112,7 @@ impl EmbeddedCluster {
     /// Starts the cluster, or attaches to it when another process already runs it.
     /// Blocking: call it from `spawn_blocking` in async code.
     pub fn start(options: &ClusterOptions) -> Result<Self> {
-        let bin_dir = find_bin_dir()?;
+        let bin_dir = find_bin_dir_in(options.pg_bin.as_deref())?;
         fs::create_dir_all(&options.base_dir).with_context(|| {
             format!(
                 "cannot create the data folder {}",
