@@ -17,6 +17,8 @@ pub struct AppState {
     pub auth: Authenticator,
     /// A ready token GraphiQL opens with (embedded default only).
     pub playground_token: Option<String>,
+    /// Subscriptions: the hub, its settings, the open sockets.
+    pub realtime: crate::realtime::Realtime,
     /// Renders `/metrics`, when `METRICS_ADDR` or `METRICS_TOKEN` asks for it.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -28,6 +30,7 @@ impl AppState {
             .then(crate::metrics::install);
         Self {
             db,
+            realtime: crate::realtime::Realtime::new(config.subscriptions),
             config: Arc::new(config),
             auth: Authenticator::new(secret),
             playground_token: None,

@@ -44,6 +44,8 @@ pub struct Claims {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     user_id: String,
+    /// The token's expiry, seconds since the epoch (a subscription ends then).
+    expires_at: i64,
 }
 
 impl Caller {
@@ -52,12 +54,18 @@ impl Caller {
         &self.user_id
     }
 
+    /// When the caller's token expires, seconds since the epoch.
+    pub fn expires_at(&self) -> i64 {
+        self.expires_at
+    }
+
     /// A caller without a token, for the fuzz targets (which run without a
     /// database); not in any build without the `fuzzing` feature.
     #[cfg(feature = "fuzzing")]
     pub fn for_fuzzing(user_id: &str) -> Self {
         Self {
             user_id: user_id.to_string(),
+            expires_at: i64::MAX,
         }
     }
 }
@@ -165,6 +173,7 @@ impl Authenticator {
         }
         Ok(Some(Caller {
             user_id: claims.sub,
+            expires_at: claims.exp,
         }))
     }
 
@@ -195,6 +204,14 @@ impl Authenticator {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Whether the caller's user is still active, read now (not from the cache).
+    pub async fn still_active(&self, db: &Database, caller: &Caller) -> AppResult<bool> {
+        self.forget(caller.user_id());
+        let mut conn = db.conn(None).await?;
+        let user = users::get_by_user_id(&mut conn, caller.user_id()).await?;
+        Ok(user.is_some_and(|u| u.is_active))
     }
 
     /// Forgets cached callers (after an administrative change such as deactivation).

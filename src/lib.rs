@@ -12,6 +12,7 @@ pub mod graphql;
 pub mod health;
 pub mod import;
 pub mod metrics;
+pub mod realtime;
 pub mod seed;
 pub mod server;
 

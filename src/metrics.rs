@@ -29,6 +29,12 @@ pub const POOL_IDLE: &str = "cortex_db_pool_idle_connections";
 pub const POOL_WAITERS: &str = "cortex_db_pool_waiters";
 /// Database errors, by the code clients see.
 pub const DB_ERRORS: &str = "cortex_db_errors_total";
+/// Subscriptions open on this instance.
+pub const SUBSCRIPTIONS_OPEN: &str = "cortex_subscriptions_open";
+/// Subscriptions ended because their client fell behind.
+pub const SUBSCRIPTIONS_LAGGED: &str = "cortex_subscriptions_lagged_total";
+/// Events read from the outbox by this instance.
+pub const EVENTS_READ: &str = "cortex_events_read_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 

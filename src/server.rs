@@ -197,6 +197,23 @@ async fn serve_on(config: &Config, handle: &DatabaseHandle) -> Result<()> {
         }
         None => None,
     };
+    // The instance's event listener, outside the pool (subscriptions).
+    let listener_stop = tokio_util::sync::CancellationToken::new();
+    let _listener = AbortOnDrop(crate::realtime::listener::spawn(
+        &state,
+        &handle.url,
+        listener_stop.clone(),
+    ));
+    let realtime = state.realtime.clone();
+    // Subscriptions start after the newest event: the listener must have read
+    // where that is before the first client can subscribe.
+    let mut connected = realtime.hub.connected();
+    if tokio::time::timeout(config.pool.timeout, connected.wait_for(|up| *up))
+        .await
+        .is_err()
+    {
+        tracing::warn!("the event listener is not connected yet; subscriptions wait for it");
+    }
     let app = crate::router(state);
 
     let addr = SocketAddr::new(config.host, config.port);
@@ -214,8 +231,11 @@ async fn serve_on(config: &Config, handle: &DatabaseHandle) -> Result<()> {
 
     let shutdown_timeout = config.shutdown_timeout;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let sockets_stop = realtime.shutdown.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         stop.recv().await;
+        // WebSockets are upgraded out of the HTTP server's sight: told here.
+        sockets_stop.cancel();
         let _ = stop_tx.send(());
     });
     let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
@@ -226,6 +246,14 @@ async fn serve_on(config: &Config, handle: &DatabaseHandle) -> Result<()> {
             tokio::time::sleep(shutdown_timeout).await;
         } => tracing::warn!("in-flight requests did not finish within SHUTDOWN_TIMEOUT; stopping anyway"),
     }
+    realtime.sockets.close();
+    if tokio::time::timeout(shutdown_timeout, realtime.sockets.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("WebSockets did not close within SHUTDOWN_TIMEOUT; stopping anyway");
+    }
+    listener_stop.cancel();
     drop(db);
     Ok(())
 }

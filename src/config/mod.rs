@@ -64,6 +64,22 @@ pub const DEFAULT_PORT: u16 = 8000;
 pub const DEFAULT_DATA_DIR: &str = ".cortex";
 /// Default `SHUTDOWN_TIMEOUT`, in seconds.
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
+/// Default `SUBSCRIPTION_INIT_TIMEOUT`, in seconds (graphql-ws's own server waits 3 s;
+/// a phone on a slow network needs more).
+pub const DEFAULT_SUBSCRIPTION_INIT_TIMEOUT_SECS: u64 = 10;
+/// Default `SUBSCRIPTION_KEEPALIVE`, in seconds: under the 30–60 s idle timeouts of
+/// common load balancers and proxies.
+pub const DEFAULT_SUBSCRIPTION_KEEPALIVE_SECS: u64 = 15;
+/// Default `SUBSCRIPTION_BUFFER`: events waiting per subscription.
+pub const DEFAULT_SUBSCRIPTION_BUFFER: usize = 256;
+/// Default `SUBSCRIPTION_MAX_PER_CONNECTION`.
+pub const DEFAULT_SUBSCRIPTION_MAX_PER_CONNECTION: usize = 100;
+/// Default `SUBSCRIPTION_MAX_PER_INSTANCE` (`bench/RESULTS.md` measures memory per
+/// 1,000 subscriptions).
+pub const DEFAULT_SUBSCRIPTION_MAX_PER_INSTANCE: usize = 20_000;
+/// Default `EVENT_RETENTION`, in seconds: long enough for a reconnect, a tunnel or
+/// a laptop lid; a client away longer refetches.
+pub const DEFAULT_EVENT_RETENTION_SECS: u64 = 3600;
 /// Default `POSTGRES_PORT`.
 pub const DEFAULT_POSTGRES_PORT: u16 = 5432;
 
@@ -183,6 +199,25 @@ pub struct Config {
     pub metrics_token: Option<Secret>,
     /// Answer introspection and serve GraphiQL.
     pub introspection: bool,
+    /// Subscriptions: WebSocket timing, buffers, bounds, event retention.
+    pub subscriptions: SubscriptionConfig,
+}
+
+/// How subscriptions behave (`SUBSCRIPTION_*`, `EVENT_RETENTION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionConfig {
+    /// Time a WebSocket gets to send `connection_init`.
+    pub init_timeout: Duration,
+    /// Interval of the server's pings (`None`: none).
+    pub keepalive: Option<Duration>,
+    /// Events buffered per subscription.
+    pub buffer: usize,
+    /// Subscriptions per WebSocket.
+    pub max_per_connection: usize,
+    /// Subscriptions per instance.
+    pub max_per_instance: usize,
+    /// How long events are kept for resuming.
+    pub retention: Duration,
 }
 
 impl Config {
@@ -234,6 +269,17 @@ impl Config {
             backup_dir: PathBuf::from(env.text_or_default(&BACKUP_DIR)),
             metrics_addr: env.parsed(&METRICS_ADDR)?,
             metrics_token: env.secret(&METRICS_TOKEN),
+            subscriptions: SubscriptionConfig {
+                init_timeout: env.seconds(&SUBSCRIPTION_INIT_TIMEOUT)?,
+                keepalive: match env.seconds(&SUBSCRIPTION_KEEPALIVE)? {
+                    Duration::ZERO => None,
+                    every => Some(every),
+                },
+                buffer: env.count(&SUBSCRIPTION_BUFFER)?,
+                max_per_connection: env.count(&SUBSCRIPTION_MAX_PER_CONNECTION)?,
+                max_per_instance: env.count(&SUBSCRIPTION_MAX_PER_INSTANCE)?,
+                retention: env.seconds(&EVENT_RETENTION)?,
+            },
         })
     }
 

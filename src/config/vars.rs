@@ -395,6 +395,60 @@ pub const QUERY_CPU_BUDGET_MS: Var = var(
     "milliseconds of CPU one HTTP request may spend in the GraphQL layer (then 504, `TIMEOUT`, `extensions.limit = \"cpu\"`; `0`: off)",
 );
 
+// --- Subscriptions (real time) ----------------------------------------------------
+
+/// `SUBSCRIPTION_INIT_TIMEOUT`.
+pub const SUBSCRIPTION_INIT_TIMEOUT: Var = var(
+    "SUBSCRIPTION_INIT_TIMEOUT",
+    count(
+        DEFAULT_SUBSCRIPTION_INIT_TIMEOUT_SECS,
+        1,
+        3600,
+        Unit::Seconds,
+    ),
+    "seconds a WebSocket gets to send `connection_init` (then closed with `4408`)",
+);
+/// `SUBSCRIPTION_KEEPALIVE`.
+pub const SUBSCRIPTION_KEEPALIVE: Var = var(
+    "SUBSCRIPTION_KEEPALIVE",
+    count(DEFAULT_SUBSCRIPTION_KEEPALIVE_SECS, 0, 3600, Unit::Seconds),
+    "seconds between the server's `ping` messages on an idle WebSocket (`0`: none)",
+);
+/// `SUBSCRIPTION_BUFFER`.
+pub const SUBSCRIPTION_BUFFER: Var = var(
+    "SUBSCRIPTION_BUFFER",
+    count(DEFAULT_SUBSCRIPTION_BUFFER as u64, 1, 100_000, Unit::Number),
+    "events waiting per subscription; a client further behind is closed with `1013` and resumes with `after`",
+);
+/// `SUBSCRIPTION_MAX_PER_CONNECTION`.
+pub const SUBSCRIPTION_MAX_PER_CONNECTION: Var = var(
+    "SUBSCRIPTION_MAX_PER_CONNECTION",
+    count(
+        DEFAULT_SUBSCRIPTION_MAX_PER_CONNECTION as u64,
+        1,
+        100_000,
+        Unit::Number,
+    ),
+    "subscriptions open at once on one WebSocket (then `LIMIT_EXCEEDED`)",
+);
+/// `SUBSCRIPTION_MAX_PER_INSTANCE`.
+pub const SUBSCRIPTION_MAX_PER_INSTANCE: Var = var(
+    "SUBSCRIPTION_MAX_PER_INSTANCE",
+    count(
+        DEFAULT_SUBSCRIPTION_MAX_PER_INSTANCE as u64,
+        1,
+        10_000_000,
+        Unit::Number,
+    ),
+    "subscriptions open at once on this instance (then `LIMIT_EXCEEDED`)",
+);
+/// `EVENT_RETENTION`.
+pub const EVENT_RETENTION: Var = var(
+    "EVENT_RETENTION",
+    count(DEFAULT_EVENT_RETENTION_SECS, 60, 604_800, Unit::Seconds),
+    "seconds events are kept for subscriptions resuming with `after` (an older cursor gets `CURSOR_EXPIRED`)",
+);
+
 // --- Modes, secrets, tools --------------------------------------------------------
 
 /// `JWT_SECRET`.
@@ -489,6 +543,12 @@ pub const ALL: &[Var] = &[
     QUERY_MAX_TOKENS,
     QUERY_MAX_SELECTIONS,
     QUERY_CPU_BUDGET_MS,
+    SUBSCRIPTION_INIT_TIMEOUT,
+    SUBSCRIPTION_KEEPALIVE,
+    SUBSCRIPTION_BUFFER,
+    SUBSCRIPTION_MAX_PER_CONNECTION,
+    SUBSCRIPTION_MAX_PER_INSTANCE,
+    EVENT_RETENTION,
     JWT_SECRET,
     CORTEX_DEV,
     INTROSPECTION,

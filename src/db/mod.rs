@@ -6,12 +6,13 @@
 //! - [`lateral`]: how one level of a nested query becomes one statement.
 //! - [`page`]: keyset pages (orders, bounds, the page read back).
 //! - one model-and-repository file per table ([`workspaces`], [`conversations`],
-//!   [`messages`], [`users`]); [`metadata`] turns a JSONB filter into SQL.
+//!   [`messages`], [`users`], [`events`]); [`metadata`] turns a JSONB filter into SQL.
 //! - [`pool`] (checkouts that count their statements), [`tls`], [`migrations`],
 //!   the generated [`schema`], and [`cluster`], the embedded PostgreSQL.
 
 pub mod cluster;
 pub mod conversations;
+pub mod events;
 pub mod lateral;
 pub mod messages;
 pub mod metadata;

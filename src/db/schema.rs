@@ -20,6 +20,27 @@ diesel::table! {
 }
 
 diesel::table! {
+    events (txid, id) {
+        id -> Int8,
+        txid -> Int8,
+        kind -> Text,
+        workspace_id -> Nullable<Uuid>,
+        conversation_id -> Nullable<Uuid>,
+        message_id -> Nullable<Uuid>,
+        user_id -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    events_pruned (singleton) {
+        singleton -> Bool,
+        txid -> Int8,
+        id -> Int8,
+    }
+}
+
+diesel::table! {
     import_id_map (entity, old_id) {
         entity -> Text,
         old_id -> Text,
@@ -78,6 +99,8 @@ diesel::joinable!(messages -> conversations (conversation_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     conversations,
+    events,
+    events_pruned,
     import_id_map,
     messages,
     users,

@@ -42,6 +42,15 @@ pub enum AppError {
     /// A unique or foreign-key constraint refused the write.
     #[error("{0}")]
     Conflict(String),
+    /// A bound on open resources (subscriptions per connection or instance).
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// A subscription's resume cursor is older than the events kept.
+    #[error("{0}")]
+    CursorExpired(String),
+    /// A subscriber fell further behind than its buffer; it resumes with `after`.
+    #[error("{0}")]
+    SlowConsumer(String),
     /// The database cannot be reached right now.
     #[error("the database is unavailable, try again shortly")]
     Unavailable,
@@ -67,6 +76,9 @@ impl AppError {
             AppError::NotFound(_) => "NOT_FOUND",
             AppError::BadUserInput { .. } => "BAD_USER_INPUT",
             AppError::Conflict(_) => "CONFLICT",
+            AppError::LimitExceeded(_) => "LIMIT_EXCEEDED",
+            AppError::CursorExpired(_) => "CURSOR_EXPIRED",
+            AppError::SlowConsumer(_) => "SLOW_CONSUMER",
             AppError::Unavailable => "UNAVAILABLE",
             AppError::Timeout => "TIMEOUT",
             AppError::Internal { .. } => "INTERNAL",
@@ -194,6 +206,27 @@ mod tests {
 
     fn db_error(kind: DatabaseErrorKind, message: &str) -> DieselError {
         DieselError::DatabaseError(kind, Box::new(message.to_string()))
+    }
+
+    #[test]
+    fn the_subscription_refusals_have_their_own_codes_and_say_what_to_do() {
+        for (error, code) in [
+            (
+                AppError::LimitExceeded("too many subscriptions".into()),
+                "LIMIT_EXCEEDED",
+            ),
+            (AppError::CursorExpired("refetch".into()), "CURSOR_EXPIRED"),
+            (AppError::SlowConsumer("resume".into()), "SLOW_CONSUMER"),
+        ] {
+            let message = error.to_string();
+            let graphql = error.to_graphql();
+            assert_eq!(error.code(), code);
+            assert_eq!(graphql.message, message);
+            assert_eq!(
+                graphql.extensions.unwrap().get("code"),
+                Some(&async_graphql::Value::from(code))
+            );
+        }
     }
 
     #[test]

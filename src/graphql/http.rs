@@ -10,6 +10,8 @@ use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::GraphQLRequest;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -297,12 +299,17 @@ pub fn parse_body(body: &[u8]) -> Result<BatchRequest, AppError> {
     })
 }
 
-/// `GET /graphql?query=…`: queries only; a mutation is refused with 405.
+/// `GET /graphql?query=…`: queries only; a mutation is refused with 405. A
+/// WebSocket upgrade on the same path serves subscriptions ([`super::ws`]).
 pub async fn graphql_get(
     State(state): State<GraphqlState>,
     headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     request: Result<GraphQLRequest, GraphQLRejection>,
 ) -> Response {
+    if let Ok(upgrade) = upgrade {
+        return websocket(state, upgrade);
+    }
     let Ok(request) = request else {
         return error_response(
             StatusCode::BAD_REQUEST,
@@ -321,6 +328,23 @@ pub async fn graphql_get(
         return response;
     }
     execute(&state, &headers, BatchRequest::Single(request)).await
+}
+
+/// Upgrades to `graphql-transport-ws`; the socket is tracked so that shutdown
+/// waits for it to close.
+fn websocket(state: GraphqlState, upgrade: WebSocketUpgrade) -> Response {
+    let upgrade = upgrade
+        .protocols([super::ws::PROTOCOL])
+        // Small buffers: a socket is mostly idle, and there are thousands.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1024 * 1024)
+        .max_message_size(state.app.config.max_body_bytes);
+    let protocol_ok = upgrade.selected_protocol().is_some();
+    let sockets = state.app.realtime.sockets.clone();
+    upgrade.on_upgrade(move |socket| {
+        sockets.track_future(super::ws::serve(state, socket, protocol_ok))
+    })
 }
 
 /// Whether the operation to run is a mutation. The parsed document stays in the

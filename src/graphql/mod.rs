@@ -18,13 +18,16 @@ pub mod paging;
 pub mod plain;
 pub mod playground;
 pub mod query;
+pub mod subscription;
 pub mod user;
 pub mod workspace;
+pub mod ws;
 
-use async_graphql::{EmptySubscription, SDLExportOptions, Schema};
+use async_graphql::{SDLExportOptions, Schema};
 
 /// The Cortex schema.
-pub type CortexSchema = Schema<query::QueryRoot, mutation::MutationRoot, EmptySubscription>;
+pub type CortexSchema =
+    Schema<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot>;
 
 /// How the schema answers: its limits, and what production mode turns off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,13 +62,20 @@ impl SchemaOptions {
     }
 }
 
-type CortexSchemaBuilder =
-    async_graphql::SchemaBuilder<query::QueryRoot, mutation::MutationRoot, EmptySubscription>;
+type CortexSchemaBuilder = async_graphql::SchemaBuilder<
+    query::QueryRoot,
+    mutation::MutationRoot,
+    subscription::SubscriptionRoot,
+>;
 
 fn schema_builder(options: SchemaOptions) -> CortexSchemaBuilder {
     // The other limits are checked by `execute`, before the schema sees the request.
-    let mut builder = Schema::build(query::QueryRoot, mutation::MutationRoot, EmptySubscription)
-        .limit_complexity(options.limits.max_complexity);
+    let mut builder = Schema::build(
+        query::QueryRoot,
+        mutation::MutationRoot,
+        subscription::SubscriptionRoot,
+    )
+    .limit_complexity(options.limits.max_complexity);
     if !options.introspection {
         builder = builder.disable_introspection();
     }

@@ -189,6 +189,11 @@ impl Scope {
         self.caller.user_id()
     }
 
+    /// When the caller's token expires, seconds since the epoch.
+    pub fn expires_at(&self) -> i64 {
+        self.caller.expires_at()
+    }
+
     fn me(&self) -> String {
         self.caller.user_id().to_string()
     }
@@ -200,8 +205,12 @@ impl Scope {
     }
 
     fn reads_conversation(&self) -> ReadsConversation {
-        self.owns_workspace()
-            .or(c::participant_ids.contains(vec![self.me()]))
+        self.owns_workspace().or(self.takes_part())
+    }
+
+    /// `conversations.participant_ids @> ARRAY[$me]`.
+    fn takes_part(&self) -> diesel::dsl::Contains<c::participant_ids, Vec<String>> {
+        c::participant_ids.contains(vec![self.me()])
     }
 
     /// The caller's workspaces' ids.

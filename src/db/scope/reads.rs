@@ -26,6 +26,31 @@ impl Scope {
         Ok(decide(found, NOT_YOUR_WORKSPACE, Entity::Workspace))
     }
 
+    /// A workspace's id, if the caller may read anything in it: they own it, or
+    /// read one of its conversations (what a workspace-wide message subscription
+    /// needs; each message is then checked on its own).
+    pub async fn workspace_reach(
+        &self,
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+    ) -> QueryResult<Lookup<Uuid>> {
+        // `reads_conversation` for each of its conversations, the owner's half
+        // taken out of the subquery (the workspace is the outer row).
+        let reads_some_conversation = exists(
+            c::table
+                .filter(c::workspace_id.eq(id))
+                .filter(self.takes_part())
+                .select(c::id),
+        );
+        let found = w::table
+            .filter(w::id.eq(id))
+            .select((w::id, self.owns_workspace().or(reads_some_conversation)))
+            .first(conn)
+            .await
+            .optional()?;
+        Ok(decide(found, NOT_YOUR_WORKSPACE, Entity::Workspace))
+    }
+
     /// A conversation, if the caller may read it.
     pub async fn conversation(
         &self,

@@ -1,0 +1,13 @@
+DROP TRIGGER users_deactivated_events ON users;
+DROP TRIGGER workspaces_deleted_events ON workspaces;
+DROP TRIGGER conversations_deleted_events ON conversations;
+DROP TRIGGER conversations_updated_events ON conversations;
+DROP TRIGGER conversations_created_events ON conversations;
+DROP TRIGGER messages_events ON messages;
+DROP FUNCTION cortex_users_deactivated();
+DROP FUNCTION cortex_workspaces_deleted();
+DROP FUNCTION cortex_conversations_changed();
+DROP FUNCTION cortex_messages_added();
+DROP FUNCTION cortex_events_on();
+DROP TABLE events_pruned;
+DROP TABLE events;
