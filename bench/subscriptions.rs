@@ -113,15 +113,13 @@ async fn prepare(admin_url: &str, url: &str, subscribers: usize) -> Result<Vec<S
          INSERT INTO conversations (id, workspace_id, topic, participant_ids)
            SELECT md5('c' || c)::uuid, md5('w' || (c % 100))::uuid, 'C' || c,
                   ARRAY(SELECT 's' || (c * {PER_CONVERSATION} + k) FROM generate_series(0, {k_last}) k)
-           FROM generate_series(0, {c_last}) c;
-         VACUUM ANALYZE;",
+           FROM generate_series(0, {c_last}) c;",
         last = subscribers - 1,
         k_last = PER_CONVERSATION - 1,
         c_last = conversations - 1,
     ))
     .await?;
-    drop(conn);
-    let mut conn = connect_once(url).await?;
+    conn.batch_execute("VACUUM ANALYZE").await?;
     use diesel_async::RunQueryDsl;
     #[derive(diesel::QueryableByName)]
     struct Id {
@@ -159,16 +157,19 @@ async fn subscriber(
         .headers_mut()
         .insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
-    let init = json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}});
+    let init =
+        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}});
     socket.send(Message::Text(init.to_string().into())).await?;
     let ack = socket.next().await.context("closed before the ack")??;
     if !ack.to_text()?.contains("connection_ack") {
         bail!("no ack: {ack}");
     }
-    let subscribe = json!({"type": "subscribe", "id": "1", "payload": {"query": SUBSCRIPTION, "variables": {"c": conversation}}});
-    socket
-        .send(Message::Text(subscribe.to_string().into()))
-        .await?;
+    if std::env::var_os("BENCH_SOCKETS_ONLY").is_none() {
+        let subscribe = json!({"type": "subscribe", "id": "1", "payload": {"query": SUBSCRIPTION, "variables": {"c": conversation}}});
+        socket
+            .send(Message::Text(subscribe.to_string().into()))
+            .await?;
+    }
     tokio::spawn(async move {
         while let Some(Ok(message)) = socket.next().await {
             let Message::Text(text) = message else {
@@ -200,6 +201,8 @@ async fn subscriber(
                         }
                     }
                 }
+                // The server's `complete` at shutdown ends the run.
+                Some("complete") => {}
                 _ => eprintln!("unexpected: {text}"),
             }
         }
@@ -207,7 +210,12 @@ async fn subscriber(
     Ok(())
 }
 
-async fn send_message(client: &reqwest::Client, base: &str, token: &str, conversation: &str) -> Result<()> {
+async fn send_message(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    conversation: &str,
+) -> Result<()> {
     let body = json!({
         "query": "mutation($c: UUID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id } }",
         "variables": {"c": conversation, "t": now_micros().to_string()},
@@ -288,9 +296,13 @@ async fn run(
     // No acknowledgement follows a subscribe: give the last ones time to start.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let opened_in = opening.elapsed();
+    let rss_opened: f64 = servers.iter().map(|s| rss_mib(s.child.id())).sum();
+    // Steady state: the allocator returns what opening them freed (jemalloc's
+    // dirty pages decay over 10 s).
+    tokio::time::sleep(Duration::from_secs(12)).await;
     let rss_after: f64 = servers.iter().map(|s| rss_mib(s.child.id())).sum();
     println!(
-        "  {subscriptions} subscriptions on {instances} instance(s) open in {:.1} s; RSS {rss_before:.0} → {rss_after:.0} MiB",
+        "  {subscriptions} subscriptions on {instances} instance(s) open in {:.1} s; RSS {rss_before:.0} → {rss_opened:.0} MiB just after, {rss_after:.0} MiB 12 s later",
         opened_in.as_secs_f64()
     );
 
@@ -399,7 +411,14 @@ fn main() -> Result<()> {
     for f in &rows {
         println!(
             "| {} | {} | {:.1} ms | {:.1} ms | {} / {} | {:.0} | {:.1} MiB |",
-            f.subscriptions, f.instances, f.p50, f.p99, f.delivered, f.expected, f.fanout_per_s, f.rss_per_1000
+            f.subscriptions,
+            f.instances,
+            f.p50,
+            f.p99,
+            f.delivered,
+            f.expected,
+            f.fanout_per_s,
+            f.rss_per_1000
         );
     }
     if rows.iter().any(|f| f.delivered != f.expected) {

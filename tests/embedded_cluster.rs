@@ -251,7 +251,8 @@ impl Drop for Browser {
 }
 
 #[test]
-fn graphiql_runs_the_nested_example_with_the_prefilled_token_in_a_headless_browser() {
+fn graphiql_runs_the_nested_example_and_a_live_subscription_with_the_prefilled_token_in_a_headless_browser(
+) {
     use fantoccini::Locator;
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
@@ -289,15 +290,64 @@ fn graphiql_runs_the_nested_example_with_the_prefilled_token_in_a_headless_brows
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
+        // A subscription from the playground: over the WebSocket, with the
+        // prefilled token; a message sent over HTTP shows up in the result pane.
+        let secret = std::fs::read(data_dir.join("jwt_secret")).expect("the local secret");
+        let token = cortex::auth::Authenticator::new(&secret).mint(cortex::seed::DEMO_USER, None, None, 600);
+        let http = reqwest::Client::new();
+        let post = |query: String| {
+            let (http, token, base) = (http.clone(), token.clone(), base.clone());
+            async move {
+                http.post(format!("{base}/graphql"))
+                    .bearer_auth(token)
+                    .json(&serde_json::json!({"query": query}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap()
+            }
+        };
+        let found = post("{ workspaces(first: 1) { nodes { conversations(first: 1) { nodes { id } } } } }".into()).await;
+        let conversation = found["data"]["workspaces"]["nodes"][0]["conversations"]["nodes"][0]["id"]
+            .as_str()
+            .expect("a demo conversation")
+            .to_string();
+        let subscription = format!("subscription {{ messageAdded(conversationId: \"{conversation}\") {{ message {{ content sender {{ name }} }} }} }}");
+        c.execute(
+            "document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.setValue(arguments[0]); return true;",
+            vec![serde_json::Value::from(subscription)],
+        )
+        .await
+        .expect("type the subscription");
+        run.click().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let sent = post(format!("mutation {{ sendMessage(input: {{conversationId: \"{conversation}\", content: \"live from the test\"}}) {{ id }} }}")).await;
+        assert!(sent.get("errors").is_none(), "{sent}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let live = loop {
+            let value = c.execute(read_result, vec![]).await.expect("read the result");
+            let live = value.as_str().unwrap_or_default().to_string();
+            if live.contains("live from the test") || live.contains("\"errors\"") {
+                break live;
+            }
+            assert!(Instant::now() < deadline, "no event in GraphiQL after 30 s:\n{live}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         let _ = browser.client.clone().close().await;
-        Some(text)
+        Some((text, live))
     });
     interrupt(running);
     cleanup_relocated(
         &std::fs::canonicalize(&data_dir).unwrap_or(data_dir.clone()),
         &data_dir,
     );
-    if let Some(text) = result {
+    if let Some((text, live)) = result {
+        assert!(
+            !live.contains("\"errors\"") && live.contains("Demo User"),
+            "GraphiQL's subscription showed:\n{live}"
+        );
         assert!(
             !text.contains("\"errors\""),
             "GraphiQL showed errors:\n{text}"

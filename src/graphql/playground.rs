@@ -56,6 +56,10 @@ pub async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Re
             include_bytes!("assets/react-dom.production.min.js"),
             "text/javascript",
         ),
+        "graphql-ws.min.js" => (
+            include_bytes!("assets/graphql-ws.min.js"),
+            "text/javascript",
+        ),
         "init.js" => (INIT_JS.as_bytes(), "text/javascript"),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
@@ -83,6 +87,7 @@ const PLAYGROUND_HTML: &str = r#"<!doctype html>
   <script src="/graphiql/assets/react.production.min.js"></script>
   <script src="/graphiql/assets/react-dom.production.min.js"></script>
   <script src="/graphiql/assets/graphiql.min.js"></script>
+  <script src="/graphiql/assets/graphql-ws.min.js"></script>
   <script src="/graphiql/assets/init.js"></script>
 </body>
 </html>
@@ -90,7 +95,34 @@ const PLAYGROUND_HTML: &str = r#"<!doctype html>
 
 const INIT_JS: &str = r#"(function () {
   var root = document.getElementById('graphiql');
-  var fetcher = GraphiQL.createFetcher({ url: root.dataset.endpoint });
+  var headers = JSON.parse(root.dataset.headers || '{}');
+  // Subscriptions go over a WebSocket on the same path (graphql-transport-ws);
+  // the socket authenticates with the prefilled token in connection_init.
+  var wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + root.dataset.endpoint;
+  var wsClient = graphqlWs.createClient({ url: wsUrl, lazy: true, connectionParams: function () { return headers; } });
+  var http = GraphiQL.createFetcher({ url: root.dataset.endpoint });
+  // GraphiQL's own choice of transport misses anonymous subscriptions: decide
+  // here, from the text (comments and strings taken out).
+  var isSubscription = function (params) {
+    var text = String(params.query || '').replace(/"""[\s\S]*?"""|"(?:\\.|[^"\\])*"|#[^\n]*/g, ' ');
+    var name = params.operationName;
+    if (name) return new RegExp('\\bsubscription\\s+' + name + '\\b').test(text);
+    return /^\s*subscription\b/.test(text);
+  };
+  var fetcher = function (params, options) {
+    var subscription = isSubscription(params);
+    if (!subscription) return http(params, options);
+    return {
+      subscribe: function (sink) {
+        var dispose = wsClient.subscribe(params, {
+          next: function (v) { sink.next(v); },
+          error: function (e) { sink.error(e); },
+          complete: function () { sink.complete(); }
+        });
+        return { unsubscribe: dispose };
+      }
+    };
+  };
   var example = '# Your workspaces, their conversations and latest messages\n' +
     '{\n  workspaces(first: 10) {\n    nodes {\n      name\n      conversations(first: 10) {\n' +
     '        nodes {\n          topic\n          messages(last: 20) {\n            nodes { content timestamp sender { name } }\n' +

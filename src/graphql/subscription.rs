@@ -275,6 +275,8 @@ impl Watch {
         mut self,
         shape: fn(Delivery) -> Option<T>,
     ) -> impl Stream<Item = AppResult<T>> {
+        // An idle subscription holds only this stream's state: the checks, whose
+        // database futures are large, are boxed for the time they run.
         async_stream::stream! {
             let mut last = self.resume.unwrap_or(self.subscription.from);
             if let Some(after) = self.resume {
@@ -282,13 +284,13 @@ impl Watch {
                 let until = self.subscription.from;
                 let mut from = after;
                 loop {
-                    let page = match self.missed(from, until).await {
+                    let page = match Box::pin(self.missed(from, until)).await {
                         Ok(page) => page,
                         Err(e) => { yield Err(e); return; }
                     };
                     for event in page.events {
                         last = event.cursor;
-                        match self.check(&event).await {
+                        match Box::pin(self.check(&event)).await {
                             Verdict::Send(delivery) => if let Some(item) = shape(delivery) { yield Ok(item) },
                             Verdict::Skip => {}
                             Verdict::End(e) => { yield Err(e); return; }
@@ -322,7 +324,7 @@ impl Watch {
                     continue; // already sent while resuming
                 }
                 last = event.cursor;
-                match self.check(&event).await {
+                match Box::pin(self.check(&event)).await {
                     Verdict::Send(delivery) => if let Some(item) = shape(delivery) { yield Ok(item) },
                     Verdict::Skip => {}
                     Verdict::End(e) => { yield Err(e); return; }

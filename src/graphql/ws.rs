@@ -71,10 +71,11 @@ enum ClientMessage {
 
 /// What an operation's task hands the socket's writer.
 enum Outgoing {
-    /// `next` (the operation goes on).
-    Next(String, u64, async_graphql::Response),
-    /// `error` (the operation is over).
-    Error(String, u64, Vec<async_graphql::ServerError>),
+    /// `next` (the operation goes on), as the text to send: serialized by the
+    /// operation's task, so the queue holds small items and the work is spread.
+    Next(String, u64, String),
+    /// `error` (the operation is over), as the text to send.
+    Error(String, u64, String),
     /// `complete` (the operation is over).
     Complete(String, u64),
     /// Close the socket (a subscriber fell behind).
@@ -164,7 +165,8 @@ impl Connection {
                         Ok(message) => message,
                         Err(e) => return (4400, truncate(format!("Invalid message received: {e}"))),
                     };
-                    if let Some(close) = self.receive(message).await {
+                    // Boxed: `connection_init` authenticates (a database future), once.
+                    if let Some(close) = Box::pin(self.receive(message)).await {
                         return close;
                     }
                 }
@@ -224,7 +226,7 @@ impl Connection {
                         "this connection holds its most operations ({max}, SUBSCRIPTION_MAX_PER_CONNECTION); complete one first"
                     ));
                     let errors = vec![refusal.to_server_error()];
-                    if self.send_json(error_message(&id, &errors)).await.is_err() {
+                    if self.send_text(error_message(&id, &errors)).await.is_err() {
                         return Some((1000, String::new()));
                     }
                     return None;
@@ -258,28 +260,28 @@ impl Connection {
         };
         let message = match out {
             Outgoing::Close(code, reason) => return Some((code, reason)),
-            Outgoing::Next(id, g, response) => {
+            Outgoing::Next(id, g, text) => {
                 if !live(&self.operations, &id, g) {
                     return None;
                 }
-                json!({"type": "next", "id": id, "payload": response})
+                text
             }
-            Outgoing::Error(id, g, errors) => {
+            Outgoing::Error(id, g, text) => {
                 if !live(&self.operations, &id, g) {
                     return None;
                 }
                 self.operations.remove(&id);
-                error_message(&id, &errors)
+                text
             }
             Outgoing::Complete(id, g) => {
                 if !live(&self.operations, &id, g) {
                     return None;
                 }
                 self.operations.remove(&id);
-                json!({"type": "complete", "id": id})
+                frame("complete", &id, None::<()>)
             }
         };
-        match self.send_json(message).await {
+        match self.send_text(message).await {
             Ok(()) => None,
             Err(()) => Some((1000, String::new())),
         }
@@ -308,7 +310,10 @@ impl Connection {
     }
 
     async fn send_json(&mut self, message: Value) -> Result<(), ()> {
-        let text = message.to_string();
+        self.send_text(message.to_string()).await
+    }
+
+    async fn send_text(&mut self, text: String) -> Result<(), ()> {
         match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::Text(text.into()))).await
         {
             Ok(Ok(())) => Ok(()),
@@ -372,8 +377,21 @@ fn truncate(mut reason: String) -> String {
     reason
 }
 
-fn error_message(id: &str, errors: &[async_graphql::ServerError]) -> Value {
-    json!({"type": "error", "id": id, "payload": errors})
+/// One server message as text: `type`, `id` and, when given, `payload`.
+fn frame(kind: &str, id: &str, payload: Option<impl serde::Serialize>) -> String {
+    #[derive(serde::Serialize)]
+    struct Frame<'a, T> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        payload: Option<T>,
+    }
+    serde_json::to_string(&Frame { kind, id, payload }).unwrap_or_default()
+}
+
+fn error_message(id: &str, errors: &[async_graphql::ServerError]) -> String {
+    frame("error", id, Some(errors))
 }
 
 /// One `subscribe`: a query or mutation answers once; a subscription streams.
@@ -390,7 +408,11 @@ async fn operation(
         Ok(kind) => kind == OperationType::Subscription,
         Err(error) => {
             let _ = out
-                .send(Outgoing::Error(id, generation, shape_errors(vec![error])))
+                .send(Outgoing::Error(
+                    id.clone(),
+                    generation,
+                    error_message(&id, &shape_errors(vec![error])),
+                ))
                 .await;
             return;
         }
@@ -400,37 +422,41 @@ async fn operation(
         .data(SharedContext(context.clone()))
         .data(state.app.realtime.hub.clone());
     if !is_subscription {
-        let (response, _) = context
-            .run(crate::graphql::execute(
-                &state.schema,
-                &limits,
-                &state.documents,
-                &state.shape,
-                request,
-            ))
-            .await;
+        // Boxed: the task of every subscription would otherwise be as large as
+        // a query's execution.
+        let (response, _) = Box::pin(context.run(crate::graphql::execute(
+            &state.schema,
+            &limits,
+            &state.documents,
+            &state.shape,
+            request,
+        )))
+        .await;
         let _ = match finish(response) {
             Ok(response) => {
-                let _ = out
-                    .send(Outgoing::Next(id.clone(), generation, response))
-                    .await;
+                let text = frame("next", &id, Some(&response));
+                let _ = out.send(Outgoing::Next(id.clone(), generation, text)).await;
                 out.send(Outgoing::Complete(id, generation)).await
             }
-            Err(errors) => out.send(Outgoing::Error(id, generation, errors)).await,
+            Err(errors) => {
+                let text = error_message(&id, &errors);
+                out.send(Outgoing::Error(id, generation, text)).await
+            }
         };
         return;
     }
     let mut stream = state.schema.execute_stream(request);
     loop {
         // Driven by the batcher, like an HTTP request: one statement per level.
-        let Some(response) = context.run(stream.next()).await else {
+        let Some(response) = Box::pin(context.run(stream.next())).await else {
             let _ = out.send(Outgoing::Complete(id, generation)).await;
             return;
         };
         match finish(response) {
             Ok(response) => {
+                let text = frame("next", &id, Some(&response));
                 if out
-                    .send(Outgoing::Next(id.clone(), generation, response))
+                    .send(Outgoing::Next(id.clone(), generation, text))
                     .await
                     .is_err()
                 {
@@ -448,7 +474,8 @@ async fn operation(
                     let reason = truncate(format!("Try again later: {}", slow.message));
                     let _ = out.send(Outgoing::Close(1013, reason)).await;
                 }
-                let _ = out.send(Outgoing::Error(id, generation, errors)).await;
+                let text = error_message(&id, &errors);
+                let _ = out.send(Outgoing::Error(id, generation, text)).await;
                 return;
             }
         }
