@@ -46,6 +46,49 @@ impl Instance {
     fn base(&self) -> &str {
         &self.http.base
     }
+
+    /// Waits until exactly `n` subscriptions are registered with the hub (then
+    /// every later event reaches them).
+    async fn until_open(&self, n: usize) {
+        let hub = &self.state.realtime.hub;
+        let deadline = std::time::Instant::now() + common::ws::WAIT;
+        while hub.open() != n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} open, not {n}",
+                hub.open()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// The metrics token of the `cortex serve` processes these tests start.
+const METRICS_TOKEN: &str = "subscriptions-test-metrics";
+
+/// Waits until the `cortex serve` at `base` reports `n` open subscriptions.
+async fn until_open_at(base: &str, n: usize) {
+    let deadline = std::time::Instant::now() + common::ws::WAIT;
+    let wanted = format!("cortex_subscriptions_open {n}");
+    loop {
+        let text = reqwest::Client::new()
+            .get(format!("{base}/metrics"))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.lines().any(|l| l.trim() == wanted) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not {wanted}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 impl Drop for Instance {
@@ -141,8 +184,8 @@ async fn a_message_sent_over_http_arrives_as_the_same_message_object_with_its_ne
     let mut bob = WsClient::ready(one.base(), &token("bob")).await;
     bob.subscribe("1", MESSAGES_OF_CONVERSATION, json!({"c": conv}))
         .await;
-    // A subscription is live once the server has answered something after it.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // No message says a subscription is live: the hub's count does.
+    one.until_open(1).await;
     let id = send(one.base(), "alice", &conv, "hello").await;
     let payload = bob.next_of("1").await;
     let event = &payload["data"]["messageAdded"];
@@ -154,7 +197,7 @@ async fn a_message_sent_over_http_arrives_as_the_same_message_object_with_its_ne
     assert!(event["cursor"].is_string());
     // `complete` from the client stops it: nothing more arrives.
     bob.send(json!({"type": "complete", "id": "1"})).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    one.until_open(0).await;
     send(one.base(), "alice", &conv, "after complete").await;
     assert!(bob.quiet_for(Duration::from_millis(700)).await);
 }
@@ -167,6 +210,7 @@ async fn an_event_written_through_one_instance_reaches_subscribers_on_another_pr
         ("DATABASE_URL", db.url.as_str()),
         ("JWT_SECRET", secret),
         ("PORT", "0"),
+        ("METRICS_TOKEN", METRICS_TOKEN),
     ];
     let mut a = common::serve_until_listening(common::cortex_command(&env));
     let mut b = common::serve_until_listening(common::cortex_command(&env));
@@ -178,7 +222,7 @@ async fn an_event_written_through_one_instance_reaches_subscribers_on_another_pr
         .await;
     on_b.subscribe("c", CONVERSATIONS_OF_WORKSPACE, json!({"w": ws}))
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_open_at(&b.base, 3).await;
     send(&a.base, "bob", &conv, "from a").await;
     let mut got = Vec::new();
     for _ in 0..2 {
@@ -233,7 +277,7 @@ async fn a_participant_subscribed_to_a_workspace_gets_only_the_conversations_the
     let mut bob = WsClient::ready(one.base(), &token("bob")).await;
     bob.subscribe("w", MESSAGES_OF_WORKSPACE, json!({"w": ws}))
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    one.until_open(1).await;
     send(one.base(), "alice", &other, "not for bob").await;
     send(one.base(), "alice", &theirs, "for bob").await;
     assert_eq!(content(&bob.next_of("w").await), "for bob");
@@ -268,7 +312,7 @@ async fn resuming_after_a_dropped_socket_delivers_exactly_the_missed_events_in_o
     first
         .subscribe("1", MESSAGES_OF_CONVERSATION, json!({"c": conv}))
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    one.until_open(1).await;
     send(one.base(), "alice", &conv, "seen").await;
     let seen = first.next_of("1").await;
     let cursor = seen["data"]["messageAdded"]["cursor"]
@@ -326,6 +370,60 @@ async fn a_resume_cursor_that_is_not_ours_or_is_past_retention_is_refused() {
     assert_eq!(ended_with(&mut alice, "2").await, "CURSOR_EXPIRED");
 }
 
+async fn message_events(conn: &mut diesel_async::AsyncPgConnection) -> Vec<String> {
+    common::text_lines(
+        conn,
+        "SELECT count(*)::text AS line FROM events WHERE kind = 'message_added'",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_past_retention_are_pruned_and_the_horizon_moves_with_them() {
+    let db = TestDb::new().await;
+    let one = Instance::start(&db, &[]).await;
+    let (_, conv) = conversation(one.base(), "alice", &[]).await;
+    for n in 0..3 {
+        send(one.base(), "alice", &conv, &format!("m{n}")).await;
+    }
+    let mut conn = db.conn().await;
+    // The first two events are two hours old; the third is fresh.
+    diesel::sql_query(
+        "UPDATE events SET created_at = now() - interval '2 hours'
+         WHERE (txid, id) IN (SELECT txid, id FROM events WHERE kind = 'message_added' ORDER BY txid, id LIMIT 2)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(message_events(&mut conn).await, ["3"]);
+    let pruned = cortex::db::events::prune(&mut conn, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(pruned >= 2, "{pruned}");
+    assert_eq!(message_events(&mut conn).await, ["1"]);
+    let horizon = cortex::db::events::pruned_through(&mut conn).await.unwrap();
+    let oldest_left = common::text_lines(
+        &mut conn,
+        "SELECT txid || ':' || id AS line FROM events WHERE kind = 'message_added' ORDER BY txid, id LIMIT 1",
+    )
+    .await;
+    let (txid, id) = oldest_left[0].split_once(':').unwrap();
+    let oldest = cortex::db::events::EventCursor {
+        txid: txid.parse().unwrap(),
+        id: id.parse().unwrap(),
+    };
+    assert!(horizon < oldest, "{horizon:?} {oldest:?}");
+    assert!(horizon > cortex::db::events::EventCursor::default());
+    // Pruning again moves nothing back.
+    cortex::db::events::prune(&mut conn, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(
+        cortex::db::events::pruned_through(&mut conn).await.unwrap(),
+        horizon
+    );
+}
+
 // --- Authorization ----------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,7 +466,7 @@ async fn a_participant_removed_gets_no_more_events_and_the_subscription_ends() {
     let mut bob = WsClient::ready(one.base(), &token("bob")).await;
     bob.subscribe("1", MESSAGES_OF_CONVERSATION, json!({"c": conv}))
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    one.until_open(1).await;
     ok(
         one.base(),
         "alice",
@@ -396,7 +494,7 @@ async fn a_deleted_workspace_ends_every_subscription_into_it() {
     let mut bob = WsClient::ready(one.base(), &token("bob")).await;
     bob.subscribe("m", MESSAGES_OF_CONVERSATION, json!({"c": conv}))
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    one.until_open(3).await;
     ok(
         one.base(),
         "alice",
@@ -436,7 +534,7 @@ async fn a_deactivated_user_is_cut_off_at_once() {
     let mut bob = WsClient::ready(one.base(), &token("bob")).await;
     bob.subscribe("1", MESSAGES_OF_CONVERSATION, json!({"c": conv}))
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    one.until_open(1).await;
     let mut conn = db.conn().await;
     diesel::sql_query("UPDATE users SET is_active = false WHERE user_id = 'bob'")
         .execute(&mut conn)
@@ -567,7 +665,7 @@ async fn a_subscriber_that_falls_behind_is_closed_with_1013_and_resumes_without_
     alice
         .subscribe("1", MESSAGES_OF_CONVERSATION, json!({"c": conv}))
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    one.until_open(1).await;
     // 50 messages in one statement: 50 events at once, far past a buffer of 4.
     let mut conn = db.conn().await;
     diesel::sql_query(
@@ -645,7 +743,7 @@ async fn subscriptions_are_bounded_per_connection_and_per_instance() {
     assert_eq!(ended_with(&mut second, "2").await, "LIMIT_EXCEEDED");
     // Completing one frees its place.
     first.send(json!({"type": "complete", "id": "1"})).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    one.until_open(2).await;
     second
         .subscribe("3", MESSAGES_OF_CONVERSATION, vars.clone())
         .await;
@@ -695,7 +793,7 @@ async fn subscriptions_survive_a_postgresql_restart_without_losing_events() {
     alice
         .subscribe("1", MESSAGES_OF_CONVERSATION, json!({"c": conv}))
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    one.until_open(1).await;
     send(one.base(), "alice", &conv, "before").await;
     assert_eq!(content(&alice.next_of("1").await), "before");
 
@@ -752,6 +850,7 @@ async fn a_stopping_server_closes_its_sockets_with_1001() {
         ("DATABASE_URL", db.url.as_str()),
         ("JWT_SECRET", secret),
         ("PORT", "0"),
+        ("METRICS_TOKEN", METRICS_TOKEN),
     ];
     let mut served = common::serve_until_listening(common::cortex_command(&env));
     let (_, conv) = conversation(&served.base, "alice", &[]).await;
@@ -759,7 +858,7 @@ async fn a_stopping_server_closes_its_sockets_with_1001() {
     alice
         .subscribe("1", MESSAGES_OF_CONVERSATION, json!({"c": conv}))
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_open_at(&served.base, 1).await;
     unsafe { libc::kill(served.child.id() as i32, libc::SIGTERM) };
     let mut saw_complete = false;
     let code = loop {
