@@ -15,7 +15,8 @@
 //! no `graphql-transport-ws` subprotocol; 4408 no `connection_init` within
 //! `SUBSCRIPTION_INIT_TIMEOUT`; 4409 a `subscribe` whose id is in use; 4429 a
 //! second `connection_init`; 1013 a subscriber more than `SUBSCRIPTION_BUFFER`
-//! events behind (resume with `after`); 1001 the server is stopping.
+//! events behind (resume with `after`), or a `connection_init` the database could
+//! not answer; 1001 the server is stopping.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -196,6 +197,11 @@ impl Connection {
                         {
                             return Some((1000, String::new()));
                         }
+                    }
+                    // The database not answering is no verdict on the token: the
+                    // client may retry (graphql-ws does on 1013).
+                    Err(e @ (AppError::Unavailable | AppError::Timeout)) => {
+                        return Some((1013, truncate(format!("Try again later: {e}"))));
                     }
                     Err(e) => return Some((4403, truncate(format!("Forbidden: {e}")))),
                 }
