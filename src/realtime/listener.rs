@@ -75,6 +75,8 @@ pub async fn run(hub: Hub, auth: Authenticator, options: ListenerOptions, stop: 
                 started = true;
             }
             hub.set_connected(true);
+            // Connected again: the next loss starts its waits short.
+            backoff = Duration::from_millis(100);
             tracing::info!(target: "cortex::realtime", "listening for events");
             serve(&hub, &auth, &mut conn, &options, &stop).await
         };
