@@ -206,14 +206,6 @@ impl Authenticator {
         }
     }
 
-    /// Whether the caller's user is still active, read now (not from the cache).
-    pub async fn still_active(&self, db: &Database, caller: &Caller) -> AppResult<bool> {
-        self.forget(caller.user_id());
-        let mut conn = db.conn(None).await?;
-        let user = users::get_by_user_id(&mut conn, caller.user_id()).await?;
-        Ok(user.is_some_and(|u| u.is_active))
-    }
-
     /// Forgets cached callers (after an administrative change such as deactivation).
     pub fn forget(&self, user_id: &str) {
         self.cache.lock().expect("cache lock").remove(user_id);
