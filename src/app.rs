@@ -30,7 +30,7 @@ impl AppState {
             .then(crate::metrics::install);
         Self {
             db,
-            realtime: crate::realtime::Realtime::new(config.subscriptions),
+            realtime: crate::realtime::Realtime::new(&config.subscriptions),
             config: Arc::new(config),
             auth: Authenticator::new(secret),
             playground_token: None,

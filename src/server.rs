@@ -207,11 +207,7 @@ async fn serve_on(config: &Config, handle: &DatabaseHandle) -> Result<()> {
     let realtime = state.realtime.clone();
     // Subscriptions start after the newest event: the listener must have read
     // where that is before the first client can subscribe.
-    let mut connected = realtime.hub.connected();
-    if tokio::time::timeout(config.pool.timeout, connected.wait_for(|up| *up))
-        .await
-        .is_err()
-    {
+    if !realtime.hub.ready(config.pool.timeout).await {
         tracing::warn!("the event listener is not connected yet; subscriptions wait for it");
     }
     let app = crate::router(state);

@@ -90,14 +90,19 @@ pub struct Event {
 }
 
 impl EventRow {
+    /// Its place in the order.
+    pub fn cursor(&self) -> EventCursor {
+        EventCursor {
+            txid: self.txid,
+            id: self.id,
+        }
+    }
+
     /// The typed event; `None` for a kind this build does not know (written by a
     /// newer version during a rolling upgrade), which is skipped.
     pub fn typed(self) -> Option<Event> {
         Some(Event {
-            cursor: EventCursor {
-                txid: self.txid,
-                id: self.id,
-            },
+            cursor: self.cursor(),
             kind: EventKind::parse(&self.kind)?,
             workspace_id: self.workspace_id,
             conversation_id: self.conversation_id,

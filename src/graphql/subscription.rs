@@ -346,14 +346,10 @@ impl Watch {
         )
         .await?;
         // A full page may have more behind it, even when none of it concerns us.
-        let next = (rows.len() as i64 == RESUME_BATCH)
-            .then(|| {
-                rows.last().map(|r| EventCursor {
-                    txid: r.txid,
-                    id: r.id,
-                })
-            })
-            .flatten();
+        let next = rows
+            .last()
+            .map(events::EventRow::cursor)
+            .filter(|_| rows.len() as i64 == RESUME_BATCH);
         let events = rows
             .into_iter()
             .filter_map(events::EventRow::typed)

@@ -125,7 +125,7 @@ impl Connection {
 
     /// The protocol, until it ends: the close code and reason to end with.
     async fn run(&mut self) -> (u16, String) {
-        let config = self.state.app.realtime.config;
+        let config = self.state.app.config.subscriptions;
         let shutdown = self.state.app.realtime.shutdown.clone();
         let init_deadline = tokio::time::Instant::now() + config.init_timeout;
         let mut keepalive = config.keepalive.map(|every| {
@@ -226,7 +226,7 @@ impl Connection {
                         truncate(format!("Subscriber for {id} already exists")),
                     ));
                 }
-                let max = self.state.app.realtime.config.max_per_connection;
+                let max = self.state.app.config.subscriptions.max_per_connection;
                 if self.operations.len() >= max {
                     let refusal = AppError::LimitExceeded(format!(
                         "this connection holds its most operations ({max}, SUBSCRIPTION_MAX_PER_CONNECTION); complete one first"

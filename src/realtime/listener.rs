@@ -163,10 +163,7 @@ async fn read_all(
             .await
             .map_err(|e| e.to_string())?;
         let full = batch.events.len() as i64 == READ_BATCH;
-        let last = batch.events.last().map(|row| events::EventCursor {
-            txid: row.txid,
-            id: row.id,
-        });
+        let last = batch.events.last().map(events::EventRow::cursor);
         let typed: Vec<_> = batch
             .events
             .into_iter()

@@ -28,8 +28,6 @@ use crate::db::events::{Event, EventCursor, EventKind};
 pub struct Realtime {
     /// This instance's subscriptions.
     pub hub: Hub,
-    /// `SUBSCRIPTION_*`, `EVENT_RETENTION`.
-    pub config: crate::config::SubscriptionConfig,
     /// Cancelled when the server stops: sockets finish what they hold and close
     /// with 1001.
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -39,13 +37,12 @@ pub struct Realtime {
 
 impl Realtime {
     /// Real time for `config`, its listener not yet started ([`listener::run`]).
-    pub fn new(config: crate::config::SubscriptionConfig) -> Self {
+    pub fn new(config: &crate::config::SubscriptionConfig) -> Self {
         Self {
             hub: Hub::new(HubLimits {
                 buffer: config.buffer,
                 max_subscriptions: config.max_per_instance,
             }),
-            config,
             shutdown: tokio_util::sync::CancellationToken::new(),
             sockets: tokio_util::task::TaskTracker::new(),
         }
