@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::{code, HttpServer};
+use common::{code, HttpServer, PrivateCluster};
 use cortex::auth::Authenticator;
-use cortex::db::cluster::{ClusterOptions, EmbeddedCluster};
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 use serde_json::{json, Value};
@@ -21,28 +20,9 @@ use serde_json::{json, Value};
 const SECRET: &[u8] = b"resilience-test-secret-0123456789";
 const DATABASE: &str = "cortex_outage";
 
-/// A cluster of this test's own (it is stopped and started; the shared test
-/// cluster must not be).
-fn options() -> ClusterOptions {
-    let mut options = ClusterOptions::new(
-        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("outage-pg"),
-    );
-    options.extra_settings = vec!["fsync = on".into()];
-    options
-}
-
-async fn start_cluster() -> EmbeddedCluster {
-    tokio::task::spawn_blocking(|| EmbeddedCluster::start(&options()))
-        .await
-        .unwrap()
-        .expect("start the private cluster")
-}
-
-async fn stop_cluster(cluster: EmbeddedCluster) {
-    tokio::task::spawn_blocking(move || cluster.stop())
-        .await
-        .unwrap()
-        .expect("stop the private cluster");
+/// A cluster of this test's own, durable (writes must survive its stop).
+fn private_cluster() -> PrivateCluster {
+    PrivateCluster::new("outage-pg", &["fsync = on"])
 }
 
 #[derive(diesel::QueryableByName, Debug)]
@@ -63,21 +43,9 @@ enum Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_fails_fast_then_service_resumes_with_no_lost_writes() {
-    let cluster = start_cluster().await;
-    let admin = cluster.database_url("postgres");
-    let url = cluster.database_url(DATABASE);
-    {
-        let mut conn = cortex::db::connect_once(&admin).await.unwrap();
-        diesel::sql_query(format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        diesel::sql_query(format!("CREATE DATABASE {DATABASE}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
-    cortex::db::migrations::run_pending(&url).await.unwrap();
+    let private = private_cluster();
+    let cluster = private.start().await;
+    let url = PrivateCluster::fresh_database(&cluster, DATABASE).await;
     let config = cortex::config::Config::from_lookup(|k| match k {
         "DATABASE_URL" => Some(url.clone()),
         "DB_POOL_TIMEOUT" => Some("2".into()),
@@ -145,7 +113,7 @@ async fn a_database_outage_fails_fast_then_service_resumes_with_no_lost_writes()
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // PostgreSQL goes away: requests fail fast with UNAVAILABLE, /health is 503.
-    stop_cluster(cluster).await;
+    PrivateCluster::stop(cluster).await;
     for _ in 0..3 {
         let started = Instant::now();
         let (_, r) = gql("{ workspaces { totalCount } }", json!({})).await;
@@ -159,7 +127,7 @@ async fn a_database_outage_fails_fast_then_service_resumes_with_no_lost_writes()
     }
 
     // It comes back: service resumes by itself within seconds.
-    let cluster = start_cluster().await;
+    let cluster = private.start().await;
     let back = Instant::now();
     loop {
         let (_, r) = gql("{ workspaces { totalCount } }", json!({})).await;
@@ -231,7 +199,7 @@ async fn a_database_outage_fails_fast_then_service_resumes_with_no_lost_writes()
         );
     }
     drop(conn);
-    stop_cluster(cluster).await;
+    PrivateCluster::stop(cluster).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::ws::{Got, WsClient};
-use common::{HttpServer, TestDb, SECRET};
+use common::{HttpServer, PrivateCluster, TestDb, SECRET};
 use cortex::auth::Authenticator;
 use diesel_async::RunQueryDsl;
 use serde_json::{json, Value};
@@ -66,6 +66,17 @@ impl Instance {
 /// The metrics token of the `cortex serve` processes these tests start.
 const METRICS_TOKEN: &str = "subscriptions-test-metrics";
 
+/// A `cortex serve` process on `db`, with the tests' secret and metrics token.
+fn serve(db: &TestDb) -> common::Served {
+    let secret = std::str::from_utf8(SECRET).unwrap();
+    common::serve_until_listening(common::cortex_command(&[
+        ("DATABASE_URL", db.url.as_str()),
+        ("JWT_SECRET", secret),
+        ("PORT", "0"),
+        ("METRICS_TOKEN", METRICS_TOKEN),
+    ]))
+}
+
 /// Waits until the `cortex serve` at `base` reports `n` open subscriptions.
 async fn until_open_at(base: &str, n: usize) {
     let deadline = std::time::Instant::now() + common::ws::WAIT;
@@ -103,7 +114,14 @@ fn token(user: &str) -> String {
 
 /// Runs `query` as `user` over HTTP against `base`; returns `data`, failing on errors.
 async fn ok(base: &str, user: &str, query: &str, variables: Value) -> Value {
-    let response = reqwest::Client::new()
+    let response = post(base, user, query, variables).await;
+    assert!(response.get("errors").is_none(), "{response}");
+    response["data"].clone()
+}
+
+/// Runs `query` as `user` over HTTP against `base`; the whole response.
+async fn post(base: &str, user: &str, query: &str, variables: Value) -> Value {
+    reqwest::Client::new()
         .post(format!("{base}/graphql"))
         .bearer_auth(token(user))
         .json(&json!({"query": query, "variables": variables}))
@@ -112,9 +130,7 @@ async fn ok(base: &str, user: &str, query: &str, variables: Value) -> Value {
         .unwrap()
         .json::<Value>()
         .await
-        .unwrap();
-    assert!(response.get("errors").is_none(), "{response}");
-    response["data"].clone()
+        .unwrap()
 }
 
 /// A workspace of `owner` with one conversation that `participants` take part in.
@@ -138,14 +154,10 @@ async fn known(base: &str, user: &str) {
     ok(base, user, "{ me { userId } }", json!({})).await;
 }
 
+const SEND: &str = "mutation($c: UUID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id } }";
+
 async fn send(base: &str, user: &str, conversation: &str, content: &str) -> String {
-    let data = ok(
-        base,
-        user,
-        "mutation($c: UUID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id } }",
-        json!({"c": conversation, "t": content}),
-    )
-    .await;
+    let data = ok(base, user, SEND, json!({"c": conversation, "t": content})).await;
     data["sendMessage"]["id"].as_str().unwrap().to_string()
 }
 
@@ -205,15 +217,8 @@ async fn a_message_sent_over_http_arrives_as_the_same_message_object_with_its_ne
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_written_through_one_instance_reaches_subscribers_on_another_process() {
     let db = TestDb::new().await;
-    let secret = std::str::from_utf8(SECRET).unwrap();
-    let env = [
-        ("DATABASE_URL", db.url.as_str()),
-        ("JWT_SECRET", secret),
-        ("PORT", "0"),
-        ("METRICS_TOKEN", METRICS_TOKEN),
-    ];
-    let mut a = common::serve_until_listening(common::cortex_command(&env));
-    let mut b = common::serve_until_listening(common::cortex_command(&env));
+    let mut a = serve(&db);
+    let mut b = serve(&db);
     let (ws, conv) = conversation(&a.base, "alice", &["bob"]).await;
     let mut on_b = WsClient::ready(&b.base, &token("alice")).await;
     on_b.subscribe("m", MESSAGES_OF_CONVERSATION, json!({"c": conv}))
@@ -764,31 +769,9 @@ async fn subscriptions_are_bounded_per_connection_and_per_instance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_survive_a_postgresql_restart_without_losing_events() {
-    use cortex::db::cluster::{ClusterOptions, EmbeddedCluster};
-    let options = ClusterOptions::new(
-        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("realtime-restart-pg"),
-    );
-    let start = {
-        let options = options.clone();
-        move || {
-            let options = options.clone();
-            async move {
-                tokio::task::spawn_blocking(move || EmbeddedCluster::start(&options))
-                    .await
-                    .unwrap()
-                    .expect("start the private cluster")
-            }
-        }
-    };
-    let cluster = start().await;
-    let url = cluster.database_url("cortex_realtime");
-    cortex::server::create_database_if_missing(
-        &cluster.database_url("postgres"),
-        "cortex_realtime",
-    )
-    .await
-    .unwrap();
-    cortex::db::migrations::run_pending(&url).await.unwrap();
+    let private = PrivateCluster::new("realtime-restart-pg", &[]);
+    let cluster = private.start().await;
+    let url = PrivateCluster::fresh_database(&cluster, "cortex_realtime").await;
     let config = cortex::config::Config::from_lookup(|k| match k {
         "DATABASE_URL" => Some(url.clone()),
         "DB_POOL_TIMEOUT" => Some("2".into()),
@@ -805,32 +788,20 @@ async fn subscriptions_survive_a_postgresql_restart_without_losing_events() {
     send(one.base(), "alice", &conv, "before").await;
     assert_eq!(content(&alice.next_of("1").await), "before");
 
-    tokio::task::spawn_blocking(move || cluster.stop())
-        .await
-        .unwrap()
-        .unwrap();
+    PrivateCluster::stop(cluster).await;
     let mut connected = one.state.realtime.hub.connected();
     tokio::time::timeout(Duration::from_secs(10), connected.wait_for(|up| !*up))
         .await
         .expect("the listener notices")
         .unwrap();
-    let cluster = start().await;
+    let cluster = private.start().await;
     // Written at once, before the listener is back: read from the table when it is.
     let mut sent = Vec::new();
     for n in 1..=3 {
         let text = format!("after {n}");
         let mut tries = 0;
         loop {
-            let response = reqwest::Client::new()
-                .post(format!("{}/graphql", one.base()))
-                .bearer_auth(token("alice"))
-                .json(&json!({"query": "mutation($c: UUID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id } }", "variables": {"c": conv, "t": text}}))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap();
+            let response = post(one.base(), "alice", SEND, json!({"c": conv, "t": text})).await;
             if response.get("errors").is_none() {
                 break;
             }
@@ -844,23 +815,13 @@ async fn subscriptions_survive_a_postgresql_restart_without_losing_events() {
         assert_eq!(content(&alice.next_of("1").await), text);
     }
     drop(one);
-    tokio::task::spawn_blocking(move || cluster.stop())
-        .await
-        .unwrap()
-        .unwrap();
+    PrivateCluster::stop(cluster).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_server_closes_its_sockets_with_1001() {
     let db = TestDb::new().await;
-    let secret = std::str::from_utf8(SECRET).unwrap();
-    let env = [
-        ("DATABASE_URL", db.url.as_str()),
-        ("JWT_SECRET", secret),
-        ("PORT", "0"),
-        ("METRICS_TOKEN", METRICS_TOKEN),
-    ];
-    let mut served = common::serve_until_listening(common::cortex_command(&env));
+    let mut served = serve(&db);
     let (_, conv) = conversation(&served.base, "alice", &[]).await;
     let mut alice = WsClient::ready(&served.base, &token("alice")).await;
     alice

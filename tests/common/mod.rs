@@ -315,6 +315,58 @@ impl Drop for TestDb {
     }
 }
 
+/// A cluster of one test's own under `target/tmp/<name>`, for tests that stop and
+/// start PostgreSQL (the shared test cluster must not be).
+pub(crate) struct PrivateCluster {
+    options: ClusterOptions,
+}
+
+impl PrivateCluster {
+    /// The cluster in `target/tmp/<name>`, with `settings` in its configuration.
+    pub(crate) fn new(name: &str, settings: &[&str]) -> Self {
+        let mut options =
+            ClusterOptions::new(std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name));
+        options.extra_settings = settings.iter().map(|s| s.to_string()).collect();
+        Self { options }
+    }
+
+    /// Starts it (or attaches).
+    pub(crate) async fn start(&self) -> EmbeddedCluster {
+        let options = self.options.clone();
+        tokio::task::spawn_blocking(move || EmbeddedCluster::start(&options))
+            .await
+            .unwrap()
+            .expect("start the private cluster")
+    }
+
+    /// Stops it.
+    pub(crate) async fn stop(cluster: EmbeddedCluster) {
+        tokio::task::spawn_blocking(move || cluster.stop())
+            .await
+            .unwrap()
+            .expect("stop the private cluster");
+    }
+
+    /// `database` on `cluster`, made afresh and migrated; its URL.
+    pub(crate) async fn fresh_database(cluster: &EmbeddedCluster, database: &str) -> String {
+        let mut conn = connect_once(&cluster.database_url("postgres"))
+            .await
+            .unwrap();
+        let name = quote_identifier(database);
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let url = cluster.database_url(database);
+        cortex::db::migrations::run_pending(&url).await.unwrap();
+        url
+    }
+}
+
 /// The real router served on a loopback TCP port, so tests talk HTTP the way
 /// clients do (headers, body limits and status lines all go over the wire).
 pub(crate) struct HttpServer {
