@@ -23,14 +23,17 @@
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
+
+mod server;
 use cortex::auth::Authenticator;
 use cortex::db::cluster::{find_bin_dir, ClusterOptions, EmbeddedCluster};
 use cortex::db::connect_once;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use server::{rss_mib, start_server};
 
 const DATABASE: &str = "cortex_bench_api";
 const SECRET: &str = "api-bench-secret-0123456789abcdef";
@@ -315,54 +318,6 @@ async fn resolve_ids(conn: &mut AsyncPgConnection, lines: &mut [String]) -> Resu
     Ok(())
 }
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(url: &str) -> Result<Server> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cortex"))
-        .arg("serve")
-        .env("DATABASE_URL", url)
-        .env("JWT_SECRET", SECRET)
-        .env("PORT", "0")
-        .env("RUST_LOG", "warn")
-        .env(
-            "DB_POOL_SIZE",
-            std::env::var("BENCH_POOL_SIZE").unwrap_or("16".into()),
-        )
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("start cortex")?;
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().context("cortex exited before listening")??;
-        if let Some(url) = line.strip_prefix("Cortex is listening on ") {
-            break url.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Ok(Server { child, base })
-}
-
-fn rss_mib(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
 /// wrk's figures, as bench/api.lua prints them.
 #[derive(Default, Debug)]
 struct Load {
@@ -634,7 +589,8 @@ fn main() -> Result<()> {
             .batch_execute("DELETE FROM messages WHERE content LIKE 'bench message %' OR content = 'pgbench message'")
             .await?;
 
-        let server = start_server(&url)?;
+        let pool_size = std::env::var("BENCH_POOL_SIZE").unwrap_or("16".into());
+        let server = start_server(&url, SECRET, &[("DB_POOL_SIZE", pool_size)])?;
         let auth = Authenticator::new(SECRET.as_bytes());
         let tokens: Vec<String> = (1..=OWNERS)
             .map(|u| auth.mint(&format!("user{u}"), Some(&format!("User {u}")), None, 24 * 3600))

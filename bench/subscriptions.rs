@@ -18,20 +18,21 @@
 //! `BENCH_SUBSCRIPTIONS` (comma-separated counts, default `1000,10000`),
 //! `BENCH_INSTANCES` (`1,2`), `BENCH_RATE` (messages/s, 50), `BENCH_SECONDS` (10).
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+
+mod server;
 use cortex::auth::Authenticator;
 use cortex::db::cluster::{ClusterOptions, EmbeddedCluster};
 use cortex::db::connect_once;
 use diesel_async::SimpleAsyncConnection;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use server::{rss_mib, start_server, Server};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -40,52 +41,6 @@ const SECRET: &str = "realtime-bench-secret-0123456789abcdef";
 const PER_CONVERSATION: usize = 10;
 const SUBSCRIPTION: &str =
     "subscription($c: UUID) { messageAdded(conversationId: $c) { message { id content } } }";
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(url: &str) -> Result<Server> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cortex"))
-        .arg("serve")
-        .env("DATABASE_URL", url)
-        .env("JWT_SECRET", SECRET)
-        .env("PORT", "0")
-        .env("RUST_LOG", "warn")
-        .env("SUBSCRIPTION_MAX_PER_INSTANCE", "100000")
-        .env("SHUTDOWN_TIMEOUT", "2")
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("start cortex")?;
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().context("cortex exited before listening")??;
-        if let Some(url) = line.strip_prefix("Cortex is listening on ") {
-            break url.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Ok(Server { child, base })
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
 
 fn now_micros() -> u64 {
     SystemTime::now()
@@ -271,9 +226,25 @@ async fn run(
 ) -> Result<Figures> {
     let conversations = prepare(admin_url, url, subscriptions).await?;
     let servers: Vec<Server> = (0..instances)
-        .map(|_| start_server(url))
+        .map(|_| {
+            start_server(
+                url,
+                SECRET,
+                &[
+                    ("SUBSCRIPTION_MAX_PER_INSTANCE", "100000".into()),
+                    ("SHUTDOWN_TIMEOUT", "2".into()),
+                ],
+            )
+        })
         .collect::<Result<_>>()?;
-    let rss_before: f64 = servers.iter().map(|s| rss_mib(s.child.id())).sum();
+    // The servers' resident memory, summed.
+    let rss = || -> f64 {
+        servers
+            .iter()
+            .map(|s| rss_mib(s.child.id(), "VmRSS:"))
+            .sum()
+    };
+    let rss_before = rss();
     let auth = Authenticator::new(SECRET.as_bytes());
     let deliveries = Arc::new(Deliveries::default());
     deliveries.since.store(u64::MAX, Ordering::Relaxed);
@@ -296,11 +267,11 @@ async fn run(
     // No acknowledgement follows a subscribe: give the last ones time to start.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let opened_in = opening.elapsed();
-    let rss_opened: f64 = servers.iter().map(|s| rss_mib(s.child.id())).sum();
+    let rss_opened = rss();
     // Steady state: the allocator returns what opening them freed (jemalloc's
     // dirty pages decay over 10 s).
     tokio::time::sleep(Duration::from_secs(12)).await;
-    let rss_after: f64 = servers.iter().map(|s| rss_mib(s.child.id())).sum();
+    let rss_after = rss();
     println!(
         "  {subscriptions} subscriptions on {instances} instance(s) open in {:.1} s; RSS {rss_before:.0} → {rss_opened:.0} MiB just after, {rss_after:.0} MiB 12 s later",
         opened_in.as_secs_f64()
