@@ -100,7 +100,7 @@ fn filter(i: i64) -> (i64, String) {
 
 fn point(i: i64) -> (i64, String) {
     let m = (i * 104_729) % MESSAGES + 1;
-    let q = "query($id: UUID!) { message(id: $id) { id content timestamp } }";
+    let q = "query($id: ID!) { message(id: $id) { id content timestamp } }";
     (
         (m - 1) / 2000 + 1,
         serde_json::json!({ "query": q, "variables": { "id": format!("@m{m}") } }).to_string(),
@@ -110,7 +110,7 @@ fn point(i: i64) -> (i64, String) {
 fn search(i: i64) -> (i64, String) {
     let owner = owner_of(i);
     let w = (owner - 1) * 10 + i % 10 + 1;
-    let q = "query($w: UUID!, $q: String!) { searchMessages(query: $q, workspaceId: $w, first: 20) { edges { headline node { id content } } } }";
+    let q = "query($w: ID!, $q: String!) { searchMessages(query: $q, workspaceId: $w, first: 20) { edges { headline node { id content } } } }";
     let word = ["fox", "dog", "cat", "bird", "fish"][(i % 5) as usize];
     (
         owner,
@@ -122,7 +122,7 @@ fn search(i: i64) -> (i64, String) {
 fn write(i: i64) -> (i64, String) {
     let owner = owner_of(i);
     let c = (owner - 1) * 100 + i % 100 + 1;
-    let q = "mutation($c: UUID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id timestamp } }";
+    let q = "mutation($c: ID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id timestamp } }";
     (
         owner,
         serde_json::json!({ "query": q, "variables": { "c": format!("@c{c}"), "t": format!("bench message {i}") } })
@@ -142,14 +142,14 @@ fn postgraphile_nested(i: i64) -> String {
 
 fn postgraphile_point(i: i64) -> String {
     let m = (i * 104_729) % MESSAGES + 1;
-    let q = "query($id: UUID!) { messageById(id: $id) { id content timestamp } }";
+    let q = "query($id: ID!) { messageById(id: $id) { id content timestamp } }";
     serde_json::json!({ "query": q, "variables": { "id": format!("@m{m}") } }).to_string()
 }
 
 fn postgraphile_write(i: i64) -> String {
     let owner = owner_of(i);
     let c = (owner - 1) * 100 + i % 100 + 1;
-    let q = "mutation($c: UUID!, $s: String!, $t: String!) { createMessage(input: {message: {conversationId: $c, senderId: $s, content: $t}}) { message { id timestamp } } }";
+    let q = "mutation($c: ID!, $s: String!, $t: String!) { createMessage(input: {message: {conversationId: $c, senderId: $s, content: $t}}) { message { id timestamp } } }";
     serde_json::json!({ "query": q, "variables": { "c": format!("@c{c}"), "s": format!("user{owner}"), "t": format!("bench message {i}") } })
         .to_string()
 }

@@ -40,7 +40,7 @@ const DATABASE: &str = "cortex_bench_realtime";
 const SECRET: &str = "realtime-bench-secret-0123456789abcdef";
 const PER_CONVERSATION: usize = 10;
 const SUBSCRIPTION: &str =
-    "subscription($c: UUID) { messageAdded(conversationId: $c) { message { id content } } }";
+    "subscription($c: ID) { messageAdded(conversationId: $c) { message { id content } } }";
 
 fn now_micros() -> u64 {
     SystemTime::now()
@@ -172,7 +172,7 @@ async fn send_message(
     conversation: &str,
 ) -> Result<()> {
     let body = json!({
-        "query": "mutation($c: UUID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id } }",
+        "query": "mutation($c: ID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id } }",
         "variables": {"c": conversation, "t": now_micros().to_string()},
     });
     let response: Value = client

@@ -21,20 +21,33 @@ pub struct AppState {
     pub realtime: crate::realtime::Realtime,
     /// Renders `/metrics`, when `METRICS_ADDR` or `METRICS_TOKEN` asks for it.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Trusted documents (`PERSISTED_DOCUMENTS`) and automatic persisted queries.
+    pub persisted: Arc<crate::graphql::persisted::PersistedDocuments>,
 }
 
 impl AppState {
-    /// State over an existing pool, verifying tokens with `secret`.
-    pub fn new(db: Database, config: Config, secret: &[u8]) -> Self {
+    /// State over an existing pool, verifying tokens with `secret`; fails when
+    /// the trusted documents (`PERSISTED_DOCUMENTS`) cannot be read.
+    pub fn try_new(db: Database, config: Config, secret: &[u8]) -> anyhow::Result<Self> {
+        let persisted = crate::graphql::persisted::PersistedDocuments::from_config(&config)?;
         let metrics = (config.metrics_addr.is_some() || config.metrics_token.is_some())
             .then(crate::metrics::install);
-        Self {
+        Ok(Self {
             db,
             realtime: crate::realtime::Realtime::new(&config.subscriptions),
             config: Arc::new(config),
             auth: Authenticator::new(secret),
             playground_token: None,
             metrics,
-        }
+            persisted: Arc::new(persisted),
+        })
+    }
+
+    /// [`AppState::try_new`] for tests and benchmarks, whose configuration is known good.
+    ///
+    /// # Panics
+    /// When `PERSISTED_DOCUMENTS` names a manifest that cannot be read.
+    pub fn new(db: Database, config: Config, secret: &[u8]) -> Self {
+        Self::try_new(db, config, secret).expect("PERSISTED_DOCUMENTS")
     }
 }

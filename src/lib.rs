@@ -79,12 +79,38 @@ pub fn metrics_router(state: AppState) -> Router {
 /// The request-id header, set on every request and response.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// CORS from `CORS_ORIGINS`; permissive only on the embedded default.
+/// How long a browser may cache a preflight answer: Chromium's cap (Firefox
+/// allows a day), so an app's first request per origin pays the preflight once.
+pub const CORS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7200);
+
+/// The request headers a browser may send cross-origin: the bearer token and
+/// JSON, what Apollo Client (`apollographql-client-name`/`-version`, its CSRF
+/// header and operation name), tracing (`traceparent`, Sentry) and the request id
+/// the README invites add.
+const CORS_REQUEST_HEADERS: [&str; 12] = [
+    "authorization",
+    "content-type",
+    "accept",
+    "apollographql-client-name",
+    "apollographql-client-version",
+    "apollo-require-preflight",
+    "x-apollo-operation-name",
+    REQUEST_ID_HEADER,
+    "traceparent",
+    "tracestate",
+    "baggage",
+    "sentry-trace",
+];
+
+/// CORS from `CORS_ORIGINS`; any origin only in development on the embedded
+/// default (bearer tokens, no cookies: `*` lends a page no credentials).
 fn cors_layer(state: &AppState) -> CorsLayer {
-    use axum::http::{header, HeaderValue, Method};
+    use axum::http::{HeaderName, HeaderValue, Method};
     let base = CorsLayer::new()
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
+        .allow_headers(CORS_REQUEST_HEADERS.map(HeaderName::from_static))
+        .expose_headers([HeaderName::from_static(REQUEST_ID_HEADER)])
+        .max_age(CORS_MAX_AGE);
     let origins: Vec<HeaderValue> = state
         .config
         .cors_origins
@@ -93,7 +119,7 @@ fn cors_layer(state: &AppState) -> CorsLayer {
         .collect();
     if !origins.is_empty() {
         base.allow_origin(AllowOrigin::list(origins))
-    } else if state.config.is_embedded() {
+    } else if state.config.is_embedded() && !state.config.production {
         base.allow_origin(AllowOrigin::any())
     } else {
         base

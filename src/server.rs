@@ -142,6 +142,9 @@ impl Drop for AbortOnDrop {
 
 /// `cortex serve`: database, migrations, then HTTP until a stop signal.
 pub async fn serve(config: Config) -> Result<()> {
+    // A bad trusted-documents manifest is a configuration error: said before a
+    // cluster starts (the state reads it again, where it is kept).
+    crate::graphql::persisted::PersistedDocuments::from_config(&config)?;
     let handle = DatabaseHandle::open(&config).await?;
     let result = serve_on(&config, &handle).await;
     let closed = handle.close().await;
@@ -166,7 +169,7 @@ async fn serve_on(config: &Config, handle: &DatabaseHandle) -> Result<()> {
             crate::auth::load_or_create_local_secret(&config.embedded.data_dir)?
         }
     };
-    let mut state = AppState::new(db.clone(), config.clone(), &secret);
+    let mut state = AppState::try_new(db.clone(), config.clone(), &secret)?;
     if handle.is_embedded() && config.jwt_secret.is_none() {
         crate::seed::seed_demo(&db)
             .await

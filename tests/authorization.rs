@@ -14,8 +14,8 @@ use common::{code, statement_meter, statements_run, Api};
 use serde_json::{json, Value};
 
 const CREATE_WS: &str = "mutation($name: String!) { createWorkspace(input: {name: $name}) { id } }";
-const CREATE_CONV: &str = "mutation($w: UUID!, $t: String!, $p: [String!]!) { createConversation(input: {workspaceId: $w, topic: $t, participantIds: $p}) { id } }";
-const SEND: &str = "mutation($c: UUID!, $text: String!) { sendMessage(input: {conversationId: $c, content: $text}) { id senderId } }";
+const CREATE_CONV: &str = "mutation($w: ID!, $t: String!, $p: [String!]!) { createConversation(input: {workspaceId: $w, topic: $t, participantIds: $p}) { id } }";
+const SEND: &str = "mutation($c: ID!, $text: String!) { sendMessage(input: {conversationId: $c, content: $text}) { id senderId } }";
 
 /// What the probe runs against.
 struct World {
@@ -134,37 +134,113 @@ fn forbidden() -> Result<Value, String> {
 }
 
 #[tokio::test]
+async fn node_and_nodes_return_only_what_the_caller_may_read() {
+    let w = world().await;
+    let me = |user: &str| {
+        let api = &w.api;
+        let user = user.to_string();
+        async move { api.ok(&user, "{ me { id } }", json!({})).await["me"]["id"].clone() }
+    };
+    let (alice, carol) = (me("alice").await, me("carol").await);
+    let every = json!([
+        w.ws,
+        w.shared,
+        w.private,
+        w.alices_message,
+        w.carols_message,
+        w.private_message,
+        w.bobs_ws,
+        w.bobs_conv,
+        alice,
+        carol,
+    ]);
+    // Every private field of every type, through fragments, for every id.
+    let query = "query($ids: [ID!]!) { nodes(ids: $ids) { id ... on Workspace { name ownerId } ... on Conversation { topic participantIds } ... on Message { content } ... on User { userId email metadata } } }";
+    let seen = |data: &Value| -> Vec<bool> {
+        data["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| !n.is_null())
+            .collect()
+    };
+    let cases = [
+        // ws, shared, private, alice's, carol's, private msg, bob's ws, bob's conv, alice, carol
+        (
+            "alice",
+            [true, true, true, true, true, true, false, true, true, false],
+        ),
+        // carol takes part in `shared` only: not the workspace, nor another user.
+        (
+            "carol",
+            [
+                false, true, false, true, true, false, false, false, false, true,
+            ],
+        ),
+        (
+            "bob",
+            [
+                false, false, false, false, false, false, true, true, false, false,
+            ],
+        ),
+        ("mallory", [false; 10]),
+    ];
+    for (user, expected) in cases {
+        let data = w.api.ok(user, query, json!({"ids": every})).await;
+        assert_eq!(seen(&data), expected, "{user}: {data:#}");
+        // One at a time, the same answer: `null` for what is not theirs (no error
+        // that would tell that the id exists).
+        for (id, visible) in every.as_array().unwrap().iter().zip(expected) {
+            let one = w
+                .api
+                .gql(
+                    user,
+                    "query($id: ID!) { node(id: $id) { id } }",
+                    json!({"id": id}),
+                )
+                .await;
+            assert!(one.get("errors").is_none(), "{user}: {one}");
+            assert_eq!(
+                !one["data"]["node"].is_null(),
+                visible,
+                "{user} {id}: {one}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn root_lookups_by_id_answer_each_role_as_documented() {
     let w = world().await;
     let missing = uuid::Uuid::new_v4().to_string();
     let cases = [
         (
-            "query($id: UUID!) { workspace(id: $id) { id } }",
+            "query($id: ID!) { workspace(id: $id) { id } }",
             &w.ws,
             [true, false, false],
         ),
         (
-            "query($id: UUID!) { conversation(id: $id) { id } }",
+            "query($id: ID!) { conversation(id: $id) { id } }",
             &w.shared,
             [true, true, false],
         ),
         (
-            "query($id: UUID!) { conversation(id: $id) { id } }",
+            "query($id: ID!) { conversation(id: $id) { id } }",
             &w.private,
             [true, false, false],
         ),
         (
-            "query($id: UUID!) { message(id: $id) { id } }",
+            "query($id: ID!) { message(id: $id) { id } }",
             &w.alices_message,
             [true, true, false],
         ),
         (
-            "query($id: UUID!) { message(id: $id) { id } }",
+            "query($id: ID!) { message(id: $id) { id } }",
             &w.carols_message,
             [true, true, false],
         ),
         (
-            "query($id: UUID!) { message(id: $id) { id } }",
+            "query($id: ID!) { message(id: $id) { id } }",
             &w.private_message,
             [true, false, false],
         ),
@@ -241,7 +317,7 @@ async fn lists_at_the_root_hold_only_what_each_role_may_read() {
 #[tokio::test]
 async fn a_participant_reads_the_conversation_and_its_messages_but_not_the_workspace() {
     let w = world().await;
-    let q = "query($id: UUID!) { conversation(id: $id) { topic workspaceId workspace { name conversations { nodes { id } } } participantIds
+    let q = "query($id: ID!) { conversation(id: $id) { topic workspaceId workspace { name conversations { nodes { id } } } participantIds
         messages(first: 10) { totalCount nodes { content sender { userId name } conversation { id workspace { id } } } }
         latestMessages(limit: 5) { content } messageCountsBySender { senderId count } } }";
     let data = w.api.ok("carol", q, json!({"id": w.shared})).await;
@@ -283,7 +359,7 @@ async fn a_participant_reads_the_conversation_and_its_messages_but_not_the_works
 #[tokio::test]
 async fn participants_show_names_only_of_people_met_and_never_private_fields() {
     let w = world().await;
-    let q = "query($id: UUID!) { conversation(id: $id) { participants { userId name } } }";
+    let q = "query($id: ID!) { conversation(id: $id) { participants { userId name } } }";
     for user in ["carol", "alice"] {
         let data = w.api.ok(user, q, json!({"id": w.shared})).await;
         assert_eq!(
@@ -303,7 +379,7 @@ async fn participants_show_names_only_of_people_met_and_never_private_fields() {
         .api
         .gql(
             "carol",
-            "query($id: UUID!) { conversation(id: $id) { participants { email } } }",
+            "query($id: ID!) { conversation(id: $id) { participants { email } } }",
             json!({"id": w.shared}),
         )
         .await;
@@ -312,7 +388,7 @@ async fn participants_show_names_only_of_people_met_and_never_private_fields() {
         .api
         .gql(
             "carol",
-            "query($id: UUID!) { message(id: $id) { sender { isActive metadata } } }",
+            "query($id: ID!) { message(id: $id) { sender { isActive metadata } } }",
             json!({"id": w.alices_message}),
         )
         .await;
@@ -322,7 +398,7 @@ async fn participants_show_names_only_of_people_met_and_never_private_fields() {
 #[tokio::test]
 async fn search_finds_what_each_role_may_read_and_refuses_scopes_it_may_not() {
     let w = world().await;
-    let q = "query($w: UUID, $c: UUID) { searchMessages(query: \"kiwi\", workspaceId: $w, conversationId: $c) { edges { node { id } } } }";
+    let q = "query($w: ID, $c: ID) { searchMessages(query: \"kiwi\", workspaceId: $w, conversationId: $c) { edges { node { id } } } }";
     let found = |data: &Value| -> Vec<String> {
         let mut ids: Vec<String> = data["searchMessages"]["edges"]
             .as_array()
@@ -405,32 +481,32 @@ async fn every_mutation_answers_each_role_as_documented() {
     let w = world().await;
     let api = &w.api;
     let update_ws =
-        "mutation($id: UUID!) { updateWorkspace(id: $id, input: {name: \"pwned\"}) { id } }";
-    let empty_update_ws = "mutation($id: UUID!) { updateWorkspace(id: $id, input: {}) { id } }";
-    let create_conv = "mutation($id: UUID!) { createConversation(input: {workspaceId: $id, topic: \"x\"}) { id } }";
+        "mutation($id: ID!) { updateWorkspace(id: $id, input: {name: \"pwned\"}) { id } }";
+    let empty_update_ws = "mutation($id: ID!) { updateWorkspace(id: $id, input: {}) { id } }";
+    let create_conv =
+        "mutation($id: ID!) { createConversation(input: {workspaceId: $id, topic: \"x\"}) { id } }";
     let update_conv =
-        "mutation($id: UUID!) { updateConversation(id: $id, input: {topic: \"pwned\"}) { id } }";
-    let empty_update_conv =
-        "mutation($id: UUID!) { updateConversation(id: $id, input: {}) { id } }";
-    let update_msg = "mutation($id: UUID!) { updateMessage(id: $id, input: {content: \"edited\"}) { id content } }";
-    let empty_update_msg = "mutation($id: UUID!) { updateMessage(id: $id, input: {}) { id } }";
-    let send = "mutation($id: UUID!) { sendMessage(input: {conversationId: $id, content: \"hi\"}) { id senderId } }";
+        "mutation($id: ID!) { updateConversation(id: $id, input: {topic: \"pwned\"}) { id } }";
+    let empty_update_conv = "mutation($id: ID!) { updateConversation(id: $id, input: {}) { id } }";
+    let update_msg = "mutation($id: ID!) { updateMessage(id: $id, input: {content: \"edited\"}) { id content } }";
+    let empty_update_msg = "mutation($id: ID!) { updateMessage(id: $id, input: {}) { id } }";
+    let send = "mutation($id: ID!) { sendMessage(input: {conversationId: $id, content: \"hi\"}) { id senderId } }";
     for user in ["carol", "bob"] {
         for (q, row) in [
             (update_ws, &w.ws),
             (empty_update_ws, &w.ws),
-            ("mutation($id: UUID!) { deleteWorkspace(id: $id) }", &w.ws),
+            ("mutation($id: ID!) { deleteWorkspace(id: $id) }", &w.ws),
             (create_conv, &w.ws),
             (update_conv, &w.shared),
             (empty_update_conv, &w.shared),
             (
-                "mutation($id: UUID!) { deleteConversation(id: $id) }",
+                "mutation($id: ID!) { deleteConversation(id: $id) }",
                 &w.shared,
             ),
             (update_msg, &w.alices_message),
             (empty_update_msg, &w.alices_message),
             (
-                "mutation($id: UUID!) { deleteMessage(id: $id) }",
+                "mutation($id: ID!) { deleteMessage(id: $id) }",
                 &w.alices_message,
             ),
             (send, &w.private),
@@ -473,13 +549,13 @@ async fn every_mutation_answers_each_role_as_documented() {
     let carols_new = sent["sendMessage"]["id"].clone();
     api.ok(
         "carol",
-        "mutation($id: UUID!) { deleteMessage(id: $id) }",
+        "mutation($id: ID!) { deleteMessage(id: $id) }",
         json!({"id": carols_new}),
     )
     .await;
     // Nothing the refused calls tried was written.
     let data = api
-        .ok("alice", "query($w: UUID!, $c: UUID!) { workspace(id: $w) { name conversationCount } conversation(id: $c) { topic messages { totalCount } } }", json!({"w": w.ws, "c": w.shared}))
+        .ok("alice", "query($w: ID!, $c: ID!) { workspace(id: $w) { name conversationCount } conversation(id: $c) { topic messages { totalCount } } }", json!({"w": w.ws, "c": w.shared}))
         .await;
     assert_eq!(
         data,
@@ -493,16 +569,16 @@ async fn a_participant_removed_loses_the_conversation_and_their_old_messages_sta
     let api = &w.api;
     api.ok(
         "alice",
-        "mutation($id: UUID!) { updateConversation(id: $id, input: {participantIds: [\"dave\"]}) { participantIds } }",
+        "mutation($id: ID!) { updateConversation(id: $id, input: {participantIds: [\"dave\"]}) { participantIds } }",
         json!({"id": w.shared}),
     )
     .await;
     for (q, row) in [
-        ("query($id: UUID!) { conversation(id: $id) { id } }", &w.shared),
-        ("query($id: UUID!) { message(id: $id) { id } }", &w.carols_message),
-        ("mutation($id: UUID!) { sendMessage(input: {conversationId: $id, content: \"still here?\"}) { id } }", &w.shared),
-        ("mutation($id: UUID!) { updateMessage(id: $id, input: {content: \"x\"}) { id } }", &w.carols_message),
-        ("mutation($id: UUID!) { deleteMessage(id: $id) }", &w.carols_message),
+        ("query($id: ID!) { conversation(id: $id) { id } }", &w.shared),
+        ("query($id: ID!) { message(id: $id) { id } }", &w.carols_message),
+        ("mutation($id: ID!) { sendMessage(input: {conversationId: $id, content: \"still here?\"}) { id } }", &w.shared),
+        ("mutation($id: ID!) { updateMessage(id: $id, input: {content: \"x\"}) { id } }", &w.carols_message),
+        ("mutation($id: ID!) { deleteMessage(id: $id) }", &w.carols_message),
     ] {
         assert_eq!(try_as(api, "carol", q, json!({"id": row})).await, forbidden(), "{q}");
     }
@@ -517,7 +593,7 @@ async fn a_participant_removed_loses_the_conversation_and_their_old_messages_sta
     let kept = api
         .ok(
             "alice",
-            "query($id: UUID!) { message(id: $id) { content } }",
+            "query($id: ID!) { message(id: $id) { content } }",
             json!({"id": w.carols_message}),
         )
         .await;

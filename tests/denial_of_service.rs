@@ -217,7 +217,7 @@ async fn a_request_over_its_cpu_budget_is_stopped_with_timeout() {
     for i in 0..5 {
         api.ok(
             "alice",
-            "mutation($w: UUID!, $t: String!) { createConversation(input: {workspaceId: $w, topic: $t}) { id } }",
+            "mutation($w: ID!, $t: String!) { createConversation(input: {workspaceId: $w, topic: $t}) { id } }",
             json!({"w": workspace, "t": format!("c{i}")}),
         )
         .await;

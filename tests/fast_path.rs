@@ -18,7 +18,7 @@ use cortex::graphql::http::SharedContext;
 use cortex::graphql::{build_schema, build_schema_with_extension, CortexSchema, SchemaOptions};
 use serde_json::json;
 
-const SEND: &str = "mutation($c: UUID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id } }";
+const SEND: &str = "mutation($c: ID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id } }";
 
 /// Counts the `content` fields async-graphql resolved (through the extension chain).
 #[derive(Clone, Default)]
@@ -81,7 +81,7 @@ async fn listed_messages_take_the_fast_path_unless_an_extension_is_installed() {
     let conv = api
         .ok(
             "alice",
-            "mutation($w: UUID!) { createConversation(input: {workspaceId: $w, topic: \"t\"}) { id } }",
+            "mutation($w: ID!) { createConversation(input: {workspaceId: $w, topic: \"t\"}) { id } }",
             json!({"w": ws}),
         )
         .await["createConversation"]["id"]

@@ -394,7 +394,7 @@ async fn bad_values_are_bad_user_input_and_write_nothing() {
         )
         .await;
     let conv = ws["createWorkspaceWithConversation"]["conversation"]["id"].clone();
-    let send = "mutation($c: UUID!, $text: String!) { sendMessage(input: {conversationId: $c, content: $text}) { id } }";
+    let send = "mutation($c: ID!, $text: String!) { sendMessage(input: {conversationId: $c, content: $text}) { id } }";
     for (what, query, variables) in [
         ("a NUL byte in content", send, json!({"c": conv, "text": "nul\u{0}byte"})),
         ("an invalid UUID", send, json!({"c": "not-a-uuid", "text": "x"})),

@@ -23,7 +23,7 @@ async fn workspace(api: &Api, user: &str) -> String {
 async fn conversation(api: &Api, user: &str, workspace: &str, participants: Value) -> Value {
     api.ok(
         user,
-        "mutation($w: UUID!, $p: [String!]!) { createConversation(input: {workspaceId: $w, topic: \"t\", participantIds: $p}) { id participantIds } }",
+        "mutation($w: ID!, $p: [String!]!) { createConversation(input: {workspaceId: $w, topic: \"t\", participantIds: $p}) { id participantIds } }",
         json!({"w": workspace, "p": participants}),
     )
     .await["createConversation"]
@@ -39,7 +39,7 @@ async fn search_headlines_are_escaped_text_with_only_bold_marks() {
         "xsstest <img src=x onerror=alert(1)> & \"quoted\" 'single' \u{E000}fake\u{E001} kiwi";
     api.ok(
         "alice",
-        "mutation($c: UUID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id } }",
+        "mutation($c: ID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id } }",
         json!({"c": conv["id"], "t": content}),
     )
     .await;
@@ -83,25 +83,25 @@ async fn a_nul_in_any_string_input_is_bad_user_input_naming_it_and_writes_nothin
         ),
         (
             "a literal topic",
-            "mutation($w: UUID!) { createConversation(input: {workspaceId: $w, topic: \"a\\u0000b\"}) { id } }",
+            "mutation($w: ID!) { createConversation(input: {workspaceId: $w, topic: \"a\\u0000b\"}) { id } }",
             json!({"w": ws}),
             "topic",
         ),
         (
             "participantIds",
-            "mutation($w: UUID!, $p: [String!]!) { createConversation(input: {workspaceId: $w, topic: \"t\", participantIds: $p}) { id } }",
+            "mutation($w: ID!, $p: [String!]!) { createConversation(input: {workspaceId: $w, topic: \"t\", participantIds: $p}) { id } }",
             json!({"w": ws, "p": ["bob", nul]}),
             "participantIds",
         ),
         (
             "a metadata string",
-            "mutation($c: UUID!, $m: JSON) { sendMessage(input: {conversationId: $c, content: \"hi\", metadata: $m}) { id } }",
+            "mutation($c: ID!, $m: JSON) { sendMessage(input: {conversationId: $c, content: \"hi\", metadata: $m}) { id } }",
             json!({"c": conv["id"], "m": {"tags": ["x", nul]}}),
             "metadata",
         ),
         (
             "a metadata key",
-            "mutation($id: UUID!, $m: JSON) { updateWorkspace(id: $id, input: {metadata: $m}) { id } }",
+            "mutation($id: ID!, $m: JSON) { updateWorkspace(id: $id, input: {metadata: $m}) { id } }",
             json!({"id": ws, "m": {"a\u{0}": 1}}),
             "metadata",
         ),
@@ -151,7 +151,7 @@ async fn a_participant_named_twice_is_stored_once_in_the_order_first_given() {
     let updated = api
         .ok(
             "alice",
-            "mutation($id: UUID!) { updateConversation(id: $id, input: {participantIds: [\"dan\", \"dan\"]}) { participantIds } }",
+            "mutation($id: ID!) { updateConversation(id: $id, input: {participantIds: [\"dan\", \"dan\"]}) { participantIds } }",
             json!({"id": conv["id"]}),
         )
         .await;
@@ -160,7 +160,7 @@ async fn a_participant_named_twice_is_stored_once_in_the_order_first_given() {
         json!(["alice", "dan"])
     );
     // `participants(first:)` reads the first ids only, within 0..=1000.
-    let q = "query($id: UUID!, $n: Int!) { conversation(id: $id) { participants(first: $n) { userId } } }";
+    let q = "query($id: ID!, $n: Int!) { conversation(id: $id) { participants(first: $n) { userId } } }";
     let none = api.ok("alice", q, json!({"id": conv["id"], "n": 0})).await;
     assert_eq!(none["conversation"]["participants"], json!([]));
     let one = api.ok("alice", q, json!({"id": conv["id"], "n": 1})).await;
@@ -289,7 +289,7 @@ async fn other_users_are_public_profiles_and_do_not_tell_whether_they_exist() {
     let created = api
         .ok(
             "bob",
-            "mutation($w: UUID!) { createConversation(input: {workspaceId: $w, topic: \"x\", participantIds: [\"alice\", \"ghost\"]}) { id participants { userId name } } }",
+            "mutation($w: ID!) { createConversation(input: {workspaceId: $w, topic: \"x\", participantIds: [\"alice\", \"ghost\"]}) { id participants { userId name } } }",
             json!({"w": ws}),
         )
         .await;
@@ -304,9 +304,8 @@ async fn other_users_are_public_profiles_and_do_not_tell_whether_they_exist() {
     );
     // Private fields are not in the profile at all.
     for field in ["email", "metadata", "isActive", "id"] {
-        let query = format!(
-            "query($id: UUID!) {{ conversation(id: $id) {{ participants {{ {field} }} }} }}"
-        );
+        let query =
+            format!("query($id: ID!) {{ conversation(id: $id) {{ participants {{ {field} }} }} }}");
         let response = api
             .gql(
                 "bob",
@@ -322,7 +321,7 @@ async fn other_users_are_public_profiles_and_do_not_tell_whether_they_exist() {
     let sent = api
         .ok(
             "bob",
-            "mutation($c: UUID!) { sendMessage(input: {conversationId: $c, content: \"hi\"}) { sender { userId name } } }",
+            "mutation($c: ID!) { sendMessage(input: {conversationId: $c, content: \"hi\"}) { sender { userId name } } }",
             json!({"c": conv}),
         )
         .await;
@@ -350,7 +349,7 @@ async fn search_pages_are_keyset_so_a_better_hit_between_pages_repeats_nothing()
         async move {
             api.ok(
                 "alice",
-                "mutation($c: UUID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id } }",
+                "mutation($c: ID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id } }",
                 json!({"c": conv, "t": content}),
             )
             .await["sendMessage"]["id"]
@@ -413,7 +412,7 @@ async fn a_conversation_holds_at_most_1000_participants_the_caller_included() {
     let api = Api::new().await;
     let ws = workspace(&api, "alice").await;
     let ids = |n: usize| (0..n).map(|i| format!("u{i}")).collect::<Vec<_>>();
-    let create = "mutation($w: UUID!, $p: [String!]!) { createConversation(input: {workspaceId: $w, topic: \"t\", participantIds: $p}) { participantIds } }";
+    let create = "mutation($w: ID!, $p: [String!]!) { createConversation(input: {workspaceId: $w, topic: \"t\", participantIds: $p}) { participantIds } }";
     // 1,000 others plus the caller: one too many.
     let response = api
         .gql("alice", create, json!({"w": ws, "p": ids(1000)}))

@@ -154,17 +154,17 @@ async fn known(base: &str, user: &str) {
     ok(base, user, "{ me { userId } }", json!({})).await;
 }
 
-const SEND: &str = "mutation($c: UUID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id } }";
+const SEND: &str = "mutation($c: ID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id } }";
 
 async fn send(base: &str, user: &str, conversation: &str, content: &str) -> String {
     let data = ok(base, user, SEND, json!({"c": conversation, "t": content})).await;
     data["sendMessage"]["id"].as_str().unwrap().to_string()
 }
 
-const MESSAGES_OF_CONVERSATION: &str = "subscription($c: UUID, $after: String) { messageAdded(conversationId: $c, after: $after) { cursor message { id content senderId sender { name } conversation { topic } } } }";
+const MESSAGES_OF_CONVERSATION: &str = "subscription($c: ID, $after: String) { messageAdded(conversationId: $c, after: $after) { cursor message { id content senderId sender { name } conversation { topic } } } }";
 const MESSAGES_OF_WORKSPACE: &str =
-    "subscription($w: UUID) { messageAdded(workspaceId: $w) { cursor message { content } } }";
-const CONVERSATIONS_OF_WORKSPACE: &str = "subscription($w: UUID!) { conversationChanged(workspaceId: $w) { cursor change conversationId conversation { topic } } }";
+    "subscription($w: ID) { messageAdded(workspaceId: $w) { cursor message { content } } }";
+const CONVERSATIONS_OF_WORKSPACE: &str = "subscription($w: ID!) { conversationChanged(workspaceId: $w) { cursor change conversationId conversation { topic } } }";
 
 fn content(payload: &Value) -> &str {
     payload["data"]["messageAdded"]["message"]["content"]
@@ -248,7 +248,7 @@ async fn an_event_written_through_one_instance_reaches_subscribers_on_another_pr
     ok(
         &a.base,
         "alice",
-        "mutation($w: UUID!) { createConversation(input: {workspaceId: $w, topic: \"second\"}) { id } }",
+        "mutation($w: ID!) { createConversation(input: {workspaceId: $w, topic: \"second\"}) { id } }",
         json!({"w": ws}),
     )
     .await;
@@ -272,7 +272,7 @@ async fn a_participant_subscribed_to_a_workspace_gets_only_the_conversations_the
     let other = ok(
         one.base(),
         "alice",
-        "mutation($w: UUID!) { createConversation(input: {workspaceId: $w, topic: \"private\"}) { id } }",
+        "mutation($w: ID!) { createConversation(input: {workspaceId: $w, topic: \"private\"}) { id } }",
         json!({"w": ws}),
     )
     .await["createConversation"]["id"]
@@ -475,7 +475,7 @@ async fn a_participant_removed_gets_no_more_events_and_the_subscription_ends() {
     ok(
         one.base(),
         "alice",
-        "mutation($c: UUID!) { updateConversation(id: $c, input: {participantIds: []}) { id } }",
+        "mutation($c: ID!) { updateConversation(id: $c, input: {participantIds: []}) { id } }",
         json!({"c": conv}),
     )
     .await;
@@ -503,7 +503,7 @@ async fn a_deleted_workspace_ends_every_subscription_into_it() {
     ok(
         one.base(),
         "alice",
-        "mutation($w: UUID!) { deleteWorkspace(id: $w) }",
+        "mutation($w: ID!) { deleteWorkspace(id: $w) }",
         json!({"w": ws}),
     )
     .await;

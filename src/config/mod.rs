@@ -35,10 +35,12 @@ pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 100 * 1024;
 /// Default `BATCH_MAX_OPERATIONS` (Apollo Client's `BatchHttpLink` sends at most 10).
 pub const DEFAULT_BATCH_MAX_OPERATIONS: usize = 10;
-/// Default `QUERY_MAX_DEPTH`.
-pub const DEFAULT_QUERY_MAX_DEPTH: usize = 10;
+/// Default `QUERY_MAX_DEPTH`: the README's deepest query written Relay-style
+/// (`edges { cursor node { … } }` at every level, down to `sender { name }`) is 11
+/// levels; depth only stops runaway nesting, complexity is what bounds the work.
+pub const DEFAULT_QUERY_MAX_DEPTH: usize = 15;
 /// Default `QUERY_MAX_COMPLEXITY`: the README's nested example (10 workspaces × 10
-/// conversations × 20 messages with sender) costs 10,220; ten times it does not pass.
+/// conversations × 20 messages with sender) costs 10,230; five times it does not pass.
 pub const DEFAULT_QUERY_MAX_COMPLEXITY: usize = 50_000;
 /// Default `QUERY_MAX_ALIASES`.
 pub const DEFAULT_QUERY_MAX_ALIASES: usize = 15;
@@ -199,6 +201,12 @@ pub struct Config {
     pub metrics_token: Option<Secret>,
     /// Answer introspection and serve GraphiQL.
     pub introspection: bool,
+    /// Add `extensions.cost` (statements, database and CPU time) to every response.
+    pub cost_extension: bool,
+    /// Trusted documents: the manifest file of registered operations (`PERSISTED_DOCUMENTS`).
+    pub persisted_documents: Option<PathBuf>,
+    /// Run registered operations only (`PERSISTED_ONLY`).
+    pub persisted_only: bool,
     /// Subscriptions: WebSocket timing, buffers, bounds, event retention.
     pub subscriptions: SubscriptionConfig,
 }
@@ -266,6 +274,9 @@ impl Config {
             cpu_budget: env.millis_or_off(&QUERY_CPU_BUDGET_MS)?,
             production,
             introspection,
+            cost_extension: env.flag_or(&COST_EXTENSION, !production)?,
+            persisted_documents: env.text(&PERSISTED_DOCUMENTS).map(PathBuf::from),
+            persisted_only: env.flag(&PERSISTED_ONLY)?,
             backup_dir: PathBuf::from(env.text_or_default(&BACKUP_DIR)),
             metrics_addr: env.parsed(&METRICS_ADDR)?,
             metrics_token: env.secret(&METRICS_TOKEN),

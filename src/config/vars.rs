@@ -308,7 +308,7 @@ pub const PORT: Var = var(
 pub const CORS_ORIGINS: Var = var(
     "CORS_ORIGINS",
     Kind::Text { default: None },
-    "comma-separated allowed origins; permissive only on the embedded default",
+    "comma-separated allowed origins; unset → any origin in development on the embedded default, none otherwise",
 );
 /// `SHUTDOWN_TIMEOUT`.
 pub const SHUTDOWN_TIMEOUT: Var = var(
@@ -470,6 +470,25 @@ pub const INTROSPECTION: Var = var_shown(
     "on in development, off in production",
     "answer introspection and serve GraphiQL",
 );
+/// `COST_EXTENSION`.
+pub const COST_EXTENSION: Var = var_shown(
+    "COST_EXTENSION",
+    Kind::Flag { default: true },
+    "on in development, off in production",
+    "add `extensions.cost` (SQL statements, database and CPU ms) to every response",
+);
+/// `PERSISTED_DOCUMENTS`.
+pub const PERSISTED_DOCUMENTS: Var = var(
+    "PERSISTED_DOCUMENTS",
+    Kind::Text { default: None },
+    "trusted documents: a JSON manifest of registered operations (Apollo's persisted-query manifest, or the `{id: text}` map `relay-compiler` and GraphQL Codegen write)",
+);
+/// `PERSISTED_ONLY`.
+pub const PERSISTED_ONLY: Var = var(
+    "PERSISTED_ONLY",
+    Kind::Flag { default: false },
+    "run only the operations of `PERSISTED_DOCUMENTS`, by id or hash (freeform text and automatic persisted queries are refused)",
+);
 /// `BACKUP_DIR`.
 pub const BACKUP_DIR: Var = var_shown(
     "BACKUP_DIR",
@@ -552,6 +571,9 @@ pub const ALL: &[Var] = &[
     JWT_SECRET,
     CORTEX_DEV,
     INTROSPECTION,
+    COST_EXTENSION,
+    PERSISTED_DOCUMENTS,
+    PERSISTED_ONLY,
     BACKUP_DIR,
     METRICS_ADDR,
     METRICS_TOKEN,

@@ -51,6 +51,16 @@ pub enum AppError {
     /// A subscriber fell further behind than its buffer; it resumes with `after`.
     #[error("{0}")]
     SlowConsumer(String),
+    /// An automatic persisted query's hash that this instance has not seen: the
+    /// client sends the text with it again (Apollo and urql match this message).
+    #[error("PersistedQueryNotFound")]
+    PersistedQueryNotFound,
+    /// An operation id (or hash) that is not among the trusted documents.
+    #[error("{0}")]
+    PersistedQueryNotInList(String),
+    /// Freeform text where only registered operations run (`PERSISTED_ONLY`).
+    #[error("{0}")]
+    PersistedQueryIdRequired(String),
     /// The database cannot be reached right now.
     #[error("the database is unavailable, try again shortly")]
     Unavailable,
@@ -79,6 +89,9 @@ impl AppError {
             AppError::LimitExceeded(_) => "LIMIT_EXCEEDED",
             AppError::CursorExpired(_) => "CURSOR_EXPIRED",
             AppError::SlowConsumer(_) => "SLOW_CONSUMER",
+            AppError::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            AppError::PersistedQueryNotInList(_) => "PERSISTED_QUERY_NOT_IN_LIST",
+            AppError::PersistedQueryIdRequired(_) => "PERSISTED_QUERY_ID_REQUIRED",
             AppError::Unavailable => "UNAVAILABLE",
             AppError::Timeout => "TIMEOUT",
             AppError::Internal { .. } => "INTERNAL",
@@ -227,6 +240,24 @@ mod tests {
                 Some(&async_graphql::Value::from(code))
             );
         }
+    }
+
+    #[test]
+    fn the_persisted_query_refusals_have_the_codes_apollo_and_urql_match() {
+        let not_found = AppError::PersistedQueryNotFound;
+        // Apollo's persisted-query link retries with the text on this message or code.
+        assert_eq!(not_found.to_string(), "PersistedQueryNotFound");
+        assert_eq!(not_found.code(), "PERSISTED_QUERY_NOT_FOUND");
+        assert_eq!(
+            AppError::PersistedQueryNotInList("unknown id".into()).code(),
+            "PERSISTED_QUERY_NOT_IN_LIST"
+        );
+        let required = AppError::PersistedQueryIdRequired("send an id".into());
+        assert_eq!(required.code(), "PERSISTED_QUERY_ID_REQUIRED");
+        assert_eq!(
+            required.to_server_error().extensions.unwrap().get("code"),
+            Some(&async_graphql::Value::from("PERSISTED_QUERY_ID_REQUIRED"))
+        );
     }
 
     #[test]

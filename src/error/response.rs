@@ -59,7 +59,11 @@ fn classify(mut error: ServerError) -> (ServerError, Option<AppError>) {
             };
             (app.to_string(), app.code(), field)
         }
-        None => (error.message.clone(), "BAD_USER_INPUT", None),
+        None => (
+            engine_message(&error.message),
+            "BAD_USER_INPUT",
+            engine_field(&error.message),
+        ),
     };
     error.message = message;
     let ext = error.extensions.get_or_insert_with(Default::default);
@@ -68,6 +72,39 @@ fn classify(mut error: ServerError) -> (ServerError, Option<AppError>) {
         ext.set("field", Value::from(field));
     }
     (error, mapped)
+}
+
+/// The engine's message, except a syntax error: the parser words those as a
+/// source excerpt with a caret (` --> 1:11 | … = expected selection`), which
+/// the error's `locations` already say; the client gets one line.
+fn engine_message(message: &str) -> String {
+    if !message.trim_start().starts_with("-->") {
+        return message.to_string();
+    }
+    let expected = message
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("= "))
+        .map(|what| what.replace('_', " "));
+    match expected {
+        Some(what) => format!("Syntax error: {what}"),
+        None => "Syntax error".to_string(),
+    }
+}
+
+/// The input a validation error is about: the argument it names, else the
+/// first name it quotes (`Unknown field "nope" on type "User"` → `nope`).
+fn engine_field(message: &str) -> Option<String> {
+    let quoted = |text: &str| -> Option<String> {
+        let start = text.find('"')? + 1;
+        let len = text[start..].find('"')?;
+        let name = text[start..start + len].trim_start_matches('$');
+        (!name.is_empty()).then(|| name.to_string())
+    };
+    match message.find("argument \"") {
+        Some(at) => quoted(&message[at..]),
+        None if message.trim_start().starts_with("-->") => None,
+        None => quoted(message),
+    }
 }
 
 fn map_diesel(error: &diesel::result::Error) -> AppError {
@@ -132,8 +169,15 @@ pub fn coded_limit_response(
 /// reported like every other.
 pub fn error_response(status: StatusCode, error: AppError) -> Response {
     error.report();
+    let mut extensions = serde_json::json!({"code": error.code()});
+    if let AppError::BadUserInput {
+        field: Some(field), ..
+    } = &error
+    {
+        extensions["field"] = serde_json::Value::from(field.as_str());
+    }
     let body = serde_json::json!({
-        "errors": [{"message": error.to_string(), "extensions": {"code": error.code()}}]
+        "errors": [{"message": error.to_string(), "extensions": extensions}]
     });
     (status, Json(body)).into_response()
 }
@@ -168,6 +212,35 @@ mod tests {
         let complex = normalize_error(ServerError::new(TOO_COMPLEX, None));
         let ext = complex.extensions.as_ref().unwrap();
         assert_eq!(ext.get("limit"), Some(&Value::from("complexity")));
+    }
+
+    #[test]
+    fn a_syntax_error_is_one_line_and_a_validation_error_names_its_field() {
+        let parse = async_graphql::parser::parse_query("{ me { id ").unwrap_err();
+        let shaped = normalize_error(ServerError::from(parse));
+        assert!(
+            shaped.message.starts_with("Syntax error"),
+            "{}",
+            shaped.message
+        );
+        assert!(!shaped.message.contains('\n'), "{}", shaped.message);
+        assert!(!shaped.locations.is_empty());
+        let ext = shaped.extensions.as_ref().unwrap();
+        assert_eq!(ext.get("code"), Some(&Value::from("BAD_USER_INPUT")));
+        assert_eq!(ext.get("field"), None);
+
+        let unknown = normalize_error(ServerError::new(
+            "Unknown field \"nope\" on type \"User\".",
+            None,
+        ));
+        let ext = unknown.extensions.as_ref().unwrap();
+        assert_eq!(ext.get("field"), Some(&Value::from("nope")));
+        let argument = normalize_error(ServerError::new(
+            "Field \"workspace\" argument \"id\" of type \"Query\" is required but not provided",
+            None,
+        ));
+        let ext = argument.extensions.as_ref().unwrap();
+        assert_eq!(ext.get("field"), Some(&Value::from("id")));
     }
 
     #[test]

@@ -11,12 +11,18 @@
 //! a plan of the operation (its selections merged by response key, fragments
 //! and `@skip`/`@include` applied), reorders an object only when its keys are out
 //! of order, and propagates nulls.
+//!
+//! A field of an interface or union type (`node`) has one plan per concrete
+//! type, since fragments (`... on Conversation`) apply to some and not others.
+//! Which type an object is, the response says: [`ResponseShape::mark_abstract`]
+//! adds an aliased `__typename` ([`TYPE_MARKER`]) to those selections before the
+//! operation runs, and completion reads it and leaves it out.
 
 use std::collections::HashMap;
 
 use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::{
-    BaseType, Directive, DocumentOperations, ExecutableDocument, OperationType, Selection,
+    BaseType, Directive, DocumentOperations, ExecutableDocument, Field, OperationType, Selection,
     SelectionSet, Type, TypeKind, TypeSystemDefinition,
 };
 use async_graphql::parser::Positioned;
@@ -24,16 +30,25 @@ use async_graphql::{Name, Value, Variables};
 
 use crate::graphql::with_variables;
 
-/// The type of every field of every object type.
+/// The response key of the `__typename` added under abstract-typed fields: the
+/// concrete type an object is, read by completion and never returned.
+pub const TYPE_MARKER: &str = "_cortexTypename";
+
+/// The type of every field of every object type, and the object types each
+/// interface and union stands for.
 #[derive(Debug, Default)]
 pub struct ResponseShape {
     fields: HashMap<String, HashMap<String, Type>>,
+    possible: HashMap<String, Vec<String>>,
 }
 
 /// What one selection set asks of an object: its response keys in order.
 #[derive(Debug, Default)]
 struct Plan {
     fields: Vec<FieldPlan>,
+    /// For an interface or union: the plan of each concrete type, chosen by
+    /// [`TYPE_MARKER`] (`fields` is then empty).
+    by_type: Option<HashMap<String, Plan>>,
 }
 
 #[derive(Debug)]
@@ -48,23 +63,123 @@ impl ResponseShape {
     /// Reads the object types' fields from `sdl`.
     pub fn from_sdl(sdl: &str) -> Self {
         let mut fields = HashMap::new();
+        let mut possible: HashMap<String, Vec<String>> = HashMap::new();
         if let Ok(document) = async_graphql::parser::parse_schema(sdl) {
             for definition in document.definitions {
                 if let TypeSystemDefinition::Type(ty) = definition {
+                    let name = ty.node.name.node.to_string();
                     let object_fields = match ty.node.kind {
-                        TypeKind::Object(object) => object.fields,
-                        TypeKind::Interface(interface) => interface.fields,
+                        TypeKind::Object(object) => {
+                            for interface in &object.implements {
+                                possible
+                                    .entry(interface.node.to_string())
+                                    .or_default()
+                                    .push(name.clone());
+                            }
+                            object.fields
+                        }
+                        TypeKind::Interface(interface) => {
+                            possible.entry(name.clone()).or_default();
+                            interface.fields
+                        }
+                        TypeKind::Union(union) => {
+                            let members = union.members.iter().map(|m| m.node.to_string());
+                            possible.entry(name).or_default().extend(members);
+                            continue;
+                        }
                         _ => continue,
                     };
                     let types = object_fields
                         .into_iter()
                         .map(|f| (f.node.name.node.to_string(), f.node.ty.node))
                         .collect();
-                    fields.insert(ty.node.name.node.to_string(), types);
+                    fields.insert(name, types);
                 }
             }
         }
-        Self { fields }
+        Self { fields, possible }
+    }
+
+    /// Adds `_cortexTypename: __typename` ([`TYPE_MARKER`]) to the selection of
+    /// every field of an interface or union type in `document`, so that
+    /// completion knows each object's type; `false` when there is none.
+    pub fn mark_abstract(&self, document: &mut ExecutableDocument) -> bool {
+        let mut marked = false;
+        let roots = match &mut document.operations {
+            DocumentOperations::Single(op) => vec![op],
+            DocumentOperations::Multiple(ops) => ops.values_mut().collect(),
+        };
+        for operation in roots {
+            let root = match operation.node.ty {
+                OperationType::Query => "Query",
+                OperationType::Mutation => "Mutation",
+                OperationType::Subscription => "Subscription",
+            };
+            marked |= self.mark_set(&mut operation.node.selection_set.node, root);
+        }
+        for fragment in document.fragments.values_mut() {
+            let on = fragment.node.type_condition.node.on.node.to_string();
+            marked |= self.mark_set(&mut fragment.node.selection_set.node, &on);
+        }
+        marked
+    }
+
+    fn mark_set(&self, set: &mut SelectionSet, type_name: &str) -> bool {
+        let mut marked = false;
+        for item in &mut set.items {
+            match &mut item.node {
+                Selection::Field(field) => {
+                    let field = &mut field.node;
+                    let Some(ty) = self
+                        .fields
+                        .get(type_name)
+                        .and_then(|fields| fields.get(field.name.node.as_str()))
+                    else {
+                        continue;
+                    };
+                    let child = named(ty).to_string();
+                    let children = &mut field.selection_set;
+                    if children.node.items.is_empty() {
+                        continue;
+                    }
+                    if self.possible.contains_key(&child) {
+                        let at = children.pos;
+                        let marker = Field {
+                            alias: Some(Positioned::new(Name::new(TYPE_MARKER), at)),
+                            name: Positioned::new(Name::new("__typename"), at),
+                            arguments: Vec::new(),
+                            directives: Vec::new(),
+                            selection_set: Positioned::new(SelectionSet::default(), at),
+                        };
+                        children.node.items.push(Positioned::new(
+                            Selection::Field(Positioned::new(marker, at)),
+                            at,
+                        ));
+                        marked = true;
+                    }
+                    marked |= self.mark_set(&mut children.node, &child);
+                }
+                Selection::InlineFragment(fragment) => {
+                    let on = fragment
+                        .node
+                        .type_condition
+                        .as_ref()
+                        .map_or_else(|| type_name.to_string(), |c| c.node.on.node.to_string());
+                    marked |= self.mark_set(&mut fragment.node.selection_set.node, &on);
+                }
+                Selection::FragmentSpread(_) => {} // its definition is marked on its own
+            }
+        }
+        marked
+    }
+
+    /// Whether a fragment on `condition` applies to an object of `type_name`.
+    fn applies(&self, condition: &str, type_name: &str) -> bool {
+        condition == type_name
+            || self
+                .possible
+                .get(condition)
+                .is_some_and(|types| types.iter().any(|t| t == type_name))
     }
 
     /// The plan of the operation `operation_name` of `document` (`None`: no such
@@ -131,6 +246,16 @@ impl<'a> Planner<'a> {
     /// The plan of `sets` (the selection sets of every field written under one
     /// response key) on an object of type `type_name`.
     fn plan(&self, sets: &[&'a SelectionSet], type_name: &str) -> Plan {
+        if let Some(types) = self.shape.possible.get(type_name) {
+            let by_type = types
+                .iter()
+                .map(|concrete| (concrete.clone(), self.plan(sets, concrete)))
+                .collect();
+            return Plan {
+                fields: Vec::new(),
+                by_type: Some(by_type),
+            };
+        }
         let mut keys: IndexMap<Name, (Name, Vec<&'a SelectionSet>)> = IndexMap::new();
         for set in sets {
             self.collect(set, type_name, &mut keys);
@@ -153,7 +278,10 @@ impl<'a> Planner<'a> {
                 FieldPlan { key, ty, child }
             })
             .collect();
-        Plan { fields }
+        Plan {
+            fields,
+            by_type: None,
+        }
     }
 
     fn collect(
@@ -169,6 +297,9 @@ impl<'a> Planner<'a> {
             match &item.node {
                 Selection::Field(field) => {
                     let field = &field.node;
+                    if field.response_key().node.as_str() == TYPE_MARKER {
+                        continue;
+                    }
                     let entry = keys
                         .entry(field.response_key().node.clone())
                         .or_insert_with(|| (field.name.node.clone(), Vec::new()));
@@ -179,7 +310,7 @@ impl<'a> Planner<'a> {
                         .node
                         .type_condition
                         .as_ref()
-                        .is_none_or(|c| c.node.on.node.as_str() == type_name);
+                        .is_none_or(|c| self.shape.applies(c.node.on.node.as_str(), type_name));
                     if applies {
                         self.collect(&fragment.node.selection_set.node, type_name, keys);
                     }
@@ -190,7 +321,8 @@ impl<'a> Planner<'a> {
                     else {
                         continue;
                     };
-                    if fragment.node.type_condition.node.on.node.as_str() == type_name {
+                    let on = fragment.node.type_condition.node.on.node.as_str();
+                    if self.shape.applies(on, type_name) {
                         self.collect(&fragment.node.selection_set.node, type_name, keys);
                     }
                 }
@@ -231,6 +363,21 @@ fn named(ty: &Type) -> &str {
 /// Completes `map` under `plan`; `false`: the object must become `null` (a
 /// non-null field of it is `null`).
 fn complete_object(map: &mut IndexMap<Name, Value>, plan: &Plan) -> bool {
+    let plan = match &plan.by_type {
+        None => plan,
+        Some(by_type) => {
+            let concrete = match map.get(TYPE_MARKER) {
+                Some(Value::String(name)) => by_type.get(name.as_str()),
+                _ => None,
+            };
+            match concrete {
+                Some(concrete) => concrete,
+                // Not marked (cannot happen for a document that ran through
+                // `execute`): left as async-graphql made it.
+                None => return true,
+            }
+        }
+    };
     let in_order =
         map.len() == plan.fields.len() && map.keys().zip(&plan.fields).all(|(k, f)| *k == f.key);
     if !in_order {

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use crate::db::conversations::Conversation as ConversationRow;
 use crate::db::TimeOrder;
@@ -19,6 +18,7 @@ use crate::graphql::loaders::{
     SenderCountsKey, UserNameKey, WorkspaceKey,
 };
 use crate::graphql::message::{Message, MessageConnection};
+use crate::graphql::node::NodeId;
 use crate::graphql::paging::{
     latest_cost, page_args, participants_cost, within, DEFAULT_LATEST, DEFAULT_PARTICIPANTS,
     MAX_LATEST, MAX_PARTICIPANTS,
@@ -45,15 +45,17 @@ pub struct SenderCount {
     pub count: i32,
 }
 
+/// A conversation in a workspace: read by the workspace's owner and its
+/// participants, who also post in it; changed and deleted by the owner.
 #[Object]
 impl Conversation {
     /// Primary key.
-    async fn id(&self) -> Uuid {
-        self.0.id
+    async fn id(&self) -> NodeId {
+        NodeId(self.0.id)
     }
     /// The workspace it belongs to.
-    async fn workspace_id(&self) -> Uuid {
-        self.0.workspace_id
+    async fn workspace_id(&self) -> NodeId {
+        NodeId(self.0.workspace_id)
     }
     /// The workspace: `null` unless the caller owns it (a participant reads the
     /// conversation, not the rest of its workspace).

@@ -5,20 +5,19 @@
 use std::sync::Arc;
 
 use async_graphql::parser::types::OperationType;
-use async_graphql::{BatchRequest, BatchResponse, Response as GqlResponse};
-use async_graphql_axum::rejection::GraphQLRejection;
-use async_graphql_axum::GraphQLRequest;
+use async_graphql::{BatchResponse, Response as GqlResponse};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::response::{coded_limit_response, error_response, limit_response, shape_errors};
 use crate::error::AppError;
 use crate::graphql::context::RequestContext;
+use crate::graphql::persisted::{WireBatch, WireRequest};
 use crate::graphql::CortexSchema;
 use crate::AppState;
 
@@ -97,11 +96,20 @@ fn finish(mut response: GqlResponse, cost: Option<Cost>) -> GqlResponse {
     response
 }
 
-async fn execute(state: &GraphqlState, headers: &HeaderMap, batch: BatchRequest) -> Response {
-    let count = match &batch {
-        BatchRequest::Single(_) => 1,
-        BatchRequest::Batch(list) => list.len(),
-    };
+/// How the request came: a GET runs queries only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Post,
+}
+
+async fn execute(
+    state: &GraphqlState,
+    headers: &HeaderMap,
+    batch: WireBatch,
+    method: Method,
+) -> Response {
+    let count = batch.len();
     let max = state.app.config.max_batch;
     if count > max || count == 0 {
         return limit_response(
@@ -113,7 +121,7 @@ async fn execute(state: &GraphqlState, headers: &HeaderMap, batch: BatchRequest)
     let timeout = state.app.config.request_timeout;
     let budget = state.app.config.cpu_budget;
     let work = async {
-        let work = execute_checked(state, headers, batch);
+        let work = execute_checked(state, headers, batch, method);
         match budget {
             Some(budget) => crate::graphql::budget::within(budget, work).await,
             None => Ok(work.await),
@@ -145,15 +153,16 @@ async fn execute(state: &GraphqlState, headers: &HeaderMap, batch: BatchRequest)
 async fn execute_checked(
     state: &GraphqlState,
     headers: &HeaderMap,
-    batch: BatchRequest,
+    batch: WireBatch,
+    method: Method,
 ) -> Response {
     let ctx = match context_for(state, headers).await {
         Ok(ctx) => Arc::new(ctx),
         Err(response) => return response,
     };
-    let show_cost = state.app.config.is_embedded();
+    let show_cost = state.app.config.cost_extension;
     let request_id = request_id(headers).to_string();
-    let run = |request: async_graphql::Request| {
+    let run = |request: Result<async_graphql::Request, AppError>| {
         let ctx = ctx.clone();
         let request_id = request_id.clone();
         let schema = state.schema.clone();
@@ -164,17 +173,25 @@ async fn execute_checked(
             let started = std::time::Instant::now();
             let (statements_before, db_before) = (ctx.stats.statements(), ctx.stats.db_time());
             let cpu = crate::graphql::budget::CpuMeter::default();
-            let (response, operation) = crate::graphql::budget::metered(
-                &cpu,
-                ctx.run(crate::graphql::execute(
-                    &schema,
-                    &limits,
-                    &documents,
-                    &shape,
-                    request.data(SharedContext(ctx.clone())),
-                )),
-            )
-            .await;
+            let (response, operation) = match request {
+                Ok(request) => {
+                    crate::graphql::budget::metered(
+                        &cpu,
+                        ctx.run(crate::graphql::execute(
+                            &schema,
+                            &limits,
+                            &documents,
+                            &shape,
+                            request.data(SharedContext(ctx.clone())),
+                        )),
+                    )
+                    .await
+                }
+                Err(refused) => (
+                    GqlResponse::from_errors(vec![refused.to_server_error()]),
+                    None,
+                ),
+            };
             let statements = ctx.stats.statements() - statements_before;
             let db_ms = (ctx.stats.db_time() - db_before).as_secs_f64() * 1000.0;
             let cpu_ms = cpu.spent().as_secs_f64() * 1000.0;
@@ -214,13 +231,24 @@ async fn execute_checked(
             response
         }
     };
+    // The texts that ids and hashes stand for are found once the caller is
+    // known (an anonymous client registers no persisted query).
+    let persisted = &state.app.persisted;
     let response = match batch {
-        BatchRequest::Single(request) => BatchResponse::Single(run(request).await),
+        WireBatch::Single(wire) => {
+            let mut request = persisted.resolve(wire);
+            if let (Method::Get, Ok(request)) = (method, &mut request) {
+                if is_mutation(request, state.app.config.limits.max_tokens) {
+                    return mutation_over_get();
+                }
+            }
+            BatchResponse::Single(run(request).await)
+        }
         // One after another: mutations in a batch must not race each other.
-        BatchRequest::Batch(requests) => {
-            let mut out = Vec::with_capacity(requests.len());
-            for request in requests {
-                out.push(run(request).await);
+        WireBatch::Batch(wires) => {
+            let mut out = Vec::with_capacity(wires.len());
+            for wire in wires {
+                out.push(run(persisted.resolve(wire)).await);
             }
             BatchResponse::Batch(out)
         }
@@ -282,52 +310,42 @@ pub async fn graphql_post(
             )
         }
     };
-    let batch = match parse_body(&body) {
+    let batch = match WireBatch::from_json(&body) {
         Ok(batch) => batch,
         Err(e) => return error_response(StatusCode::BAD_REQUEST, e),
     };
-    execute(&state, &headers, batch).await
+    execute(&state, &headers, batch, Method::Post).await
 }
 
-/// Reads a POST body: one GraphQL request or a batch (a JSON array of them).
-pub fn parse_body(body: &[u8]) -> Result<BatchRequest, AppError> {
-    serde_json::from_slice(body).map_err(|e| {
-        AppError::bad_input(
-            "body",
-            format!("the body is not a GraphQL request in JSON: {e}"),
-        )
-    })
-}
-
-/// `GET /graphql?query=…`: queries only; a mutation is refused with 405. A
-/// WebSocket upgrade on the same path serves subscriptions ([`super::ws`]).
+/// `GET /graphql?query=…&operationName=…&variables=…`: queries only; a mutation
+/// (the operation `operationName` chooses) is refused with 405. A WebSocket
+/// upgrade on the same path serves subscriptions ([`super::ws`]).
 pub async fn graphql_get(
     State(state): State<GraphqlState>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-    request: Result<GraphQLRequest, GraphQLRejection>,
+    RawQuery(query): RawQuery,
 ) -> Response {
     if let Ok(upgrade) = upgrade {
         return websocket(state, upgrade);
     }
-    let Ok(request) = request else {
-        return error_response(
-            StatusCode::BAD_REQUEST,
-            AppError::bad_input("query", "the query string is not a GraphQL request"),
-        );
+    let request = match WireRequest::from_query_string(query.as_deref().unwrap_or("")) {
+        Ok(request) => request,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, e),
     };
-    let mut request = request.into_inner();
-    if is_mutation(&mut request, state.app.config.limits.max_tokens) {
-        let mut response = error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            AppError::bad_input("method", "mutations must be sent with POST"),
-        );
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return response;
-    }
-    execute(&state, &headers, BatchRequest::Single(request)).await
+    execute(&state, &headers, WireBatch::Single(request), Method::Get).await
+}
+
+/// 405: a GET names a mutation (GET must be safe to repeat, cache and prefetch).
+fn mutation_over_get() -> Response {
+    let mut response = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        AppError::bad_input("method", "mutations must be sent with POST"),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    response
 }
 
 /// Upgrades to `graphql-transport-ws`; the socket is tracked so that shutdown
@@ -364,13 +382,13 @@ fn is_mutation(request: &mut async_graphql::Request, max_tokens: usize) -> bool 
     let Ok(doc) = request.parsed_query() else {
         return false;
     };
-    match &name {
-        Some(name) => doc.operations.iter().any(|(n, op)| {
-            n.map(|n| n.as_str() == name).unwrap_or(false) && op.node.ty == OperationType::Mutation
-        }),
-        None => doc
-            .operations
-            .iter()
-            .any(|(_, op)| op.node.ty == OperationType::Mutation),
-    }
+    // Without a name, a document of several operations runs none (execution says
+    // so); with one, only the operation it names counts.
+    let mut operations = doc.operations.iter();
+    let chosen = match &name {
+        Some(name) => operations.find(|(n, _)| n.is_some_and(|n| n.as_str() == name)),
+        None if doc.operations.iter().count() == 1 => operations.next(),
+        None => None,
+    };
+    chosen.is_some_and(|(_, op)| op.node.ty == OperationType::Mutation)
 }

@@ -407,3 +407,24 @@ impl Loader<ConversationKey> for CortexLoader {
             .collect())
     }
 }
+
+/// Any row by id (Relay's `node`/`nodes`), only when the caller may read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NodeKey(pub Uuid);
+
+impl Loader<NodeKey> for CortexLoader {
+    type Value = crate::db::scope::NodeRow;
+    type Error = Arc<AppError>;
+
+    async fn load(&self, keys: &[NodeKey]) -> Result<HashMap<NodeKey, Self::Value>, Self::Error> {
+        crate::metrics::record_batch("NodeKey", keys.len());
+        let mut conn = self.conn().await?;
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let rows = self
+            .scope
+            .nodes_by_id(&mut conn, ids)
+            .await
+            .map_err(db_err)?;
+        Ok(rows.into_iter().map(|r| (NodeKey(r.id()), r)).collect())
+    }
+}

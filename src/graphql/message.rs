@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Json, Object, ScalarType, SimpleObject};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use crate::db::messages::Message as MessageRow;
 use crate::db::users::UserName;
@@ -14,12 +13,13 @@ use crate::graphql::connection::{Connection, Node, PageInfo};
 use crate::graphql::context::load;
 use crate::graphql::conversation::Conversation;
 use crate::graphql::loaders::{ConversationKey, UserNameKey};
+use crate::graphql::node::NodeId;
 use crate::graphql::plain::{Plain, PlainField, PlainFields, PlainPlan};
 use crate::graphql::user::UserProfile;
 
 /// A message in a conversation.
 pub struct Message {
-    row: Arc<MessageRow>,
+    pub(crate) row: Arc<MessageRow>,
     sender: Sender,
     /// Whether `row.metadata` was read (a page that does not show it reads `null`).
     has_metadata: bool,
@@ -69,15 +69,16 @@ impl Message {
     }
 }
 
+/// A message in a conversation, sent by a user.
 #[Object]
 impl Message {
     /// Primary key.
-    async fn id(&self) -> Uuid {
-        self.row.id
+    async fn id(&self) -> NodeId {
+        NodeId(self.row.id)
     }
     /// The conversation it belongs to.
-    async fn conversation_id(&self) -> Uuid {
-        self.row.conversation_id
+    async fn conversation_id(&self) -> NodeId {
+        NodeId(self.row.conversation_id)
     }
     /// The conversation.
     async fn conversation(&self, ctx: &Context<'_>) -> AppResult<Conversation> {

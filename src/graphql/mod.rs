@@ -14,7 +14,9 @@ pub mod limits;
 pub mod loaders;
 pub mod message;
 pub mod mutation;
+pub mod node;
 pub mod paging;
+pub mod persisted;
 pub mod plain;
 pub mod playground;
 pub mod query;
@@ -130,8 +132,14 @@ pub async fn execute(
             }
             let query = request.query.clone();
             // Already parsed by the limit check; a text that does not parse is not kept.
-            request.parsed_query().ok().map(|document| {
-                let document = std::sync::Arc::new(document.clone());
+            let mut document = request.parsed_query().ok().cloned();
+            if let Some(document) = &mut document {
+                if shape.mark_abstract(document) {
+                    request.set_parsed_query(document.clone());
+                }
+            }
+            document.map(|document| {
+                let document = std::sync::Arc::new(document);
                 operation_document = Some(document.clone());
                 (query, document)
             })

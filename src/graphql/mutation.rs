@@ -14,6 +14,7 @@ use crate::error::{AppError, AppResult};
 use crate::graphql::context::{conn, scope};
 use crate::graphql::conversation::Conversation;
 use crate::graphql::message::Message;
+use crate::graphql::node::NodeId;
 use crate::graphql::workspace::Workspace;
 
 /// Write operations.
@@ -46,7 +47,7 @@ pub struct UpdateWorkspaceInput {
 #[derive(InputObject)]
 pub struct CreateConversationInput {
     /// The workspace (must be the caller's).
-    pub workspace_id: Uuid,
+    pub workspace_id: NodeId,
     /// 1 to 200 characters.
     pub topic: String,
     /// `userId`s taking part (the caller is always added).
@@ -83,7 +84,7 @@ pub struct UpdateConversationInput {
 #[derive(InputObject)]
 pub struct SendMessageInput {
     /// The conversation (in one of the caller's workspaces).
-    pub conversation_id: Uuid,
+    pub conversation_id: NodeId,
     /// Non-empty text.
     pub content: String,
     /// A JSON object.
@@ -182,6 +183,7 @@ fn participants(me: &str, mut ids: Vec<String>) -> AppResult<Vec<String>> {
     Ok(ids)
 }
 
+/// Write operations, each in its own transaction.
 #[Object(name = "Mutation")]
 impl MutationRoot {
     /// Creates a workspace owned by the caller.
@@ -207,7 +209,7 @@ impl MutationRoot {
     async fn update_workspace(
         &self,
         ctx: &Context<'_>,
-        id: Uuid,
+        id: NodeId,
         input: UpdateWorkspaceInput,
     ) -> AppResult<Workspace> {
         let scope = scope(ctx)?;
@@ -220,15 +222,15 @@ impl MutationRoot {
             metadata: check_metadata(input.metadata)?,
         };
         let updated = scope
-            .update_workspace(&mut *conn(ctx).await?, id, &changes)
+            .update_workspace(&mut *conn(ctx).await?, id.0, &changes)
             .await?;
         updated.required().map(Workspace)
     }
 
     /// Deletes one of the caller's workspaces with everything in it; returns its id.
-    async fn delete_workspace(&self, ctx: &Context<'_>, id: Uuid) -> AppResult<Uuid> {
+    async fn delete_workspace(&self, ctx: &Context<'_>, id: NodeId) -> AppResult<NodeId> {
         let scope = scope(ctx)?;
-        let deleted = scope.delete_workspace(&mut *conn(ctx).await?, id).await?;
+        let deleted = scope.delete_workspace(&mut *conn(ctx).await?, id.0).await?;
         deleted.required().map(|()| id)
     }
 
@@ -241,7 +243,7 @@ impl MutationRoot {
         let scope = scope(ctx)?;
         check_len("topic", &input.topic, 200)?;
         let draft = ConversationDraft {
-            workspace_id: input.workspace_id,
+            workspace_id: input.workspace_id.0,
             topic: input.topic,
             participant_ids: participants(scope.user_id(), input.participant_ids)?,
             metadata: check_metadata(input.metadata)?.unwrap_or_else(|| serde_json::json!({})),
@@ -257,7 +259,7 @@ impl MutationRoot {
     async fn update_conversation(
         &self,
         ctx: &Context<'_>,
-        id: Uuid,
+        id: NodeId,
         input: UpdateConversationInput,
     ) -> AppResult<Conversation> {
         let scope = scope(ctx)?;
@@ -273,17 +275,17 @@ impl MutationRoot {
             metadata: check_metadata(input.metadata)?,
         };
         let updated = scope
-            .update_conversation(&mut *conn(ctx).await?, id, &changes)
+            .update_conversation(&mut *conn(ctx).await?, id.0, &changes)
             .await?;
         updated.required().map(Conversation::from)
     }
 
     /// Deletes a conversation of one of the caller's workspaces (with its
     /// messages); returns its id.
-    async fn delete_conversation(&self, ctx: &Context<'_>, id: Uuid) -> AppResult<Uuid> {
+    async fn delete_conversation(&self, ctx: &Context<'_>, id: NodeId) -> AppResult<NodeId> {
         let scope = scope(ctx)?;
         let deleted = scope
-            .delete_conversation(&mut *conn(ctx).await?, id)
+            .delete_conversation(&mut *conn(ctx).await?, id.0)
             .await?;
         deleted.required().map(|()| id)
     }
@@ -294,7 +296,7 @@ impl MutationRoot {
         let scope = scope(ctx)?;
         check_content(&input.content)?;
         let draft = MessageDraft {
-            conversation_id: input.conversation_id,
+            conversation_id: input.conversation_id.0,
             content: input.content,
             timestamp: input.timestamp.unwrap_or_else(Utc::now),
             metadata: check_metadata(input.metadata)?.unwrap_or_else(|| serde_json::json!({})),
@@ -308,7 +310,7 @@ impl MutationRoot {
     async fn update_message(
         &self,
         ctx: &Context<'_>,
-        id: Uuid,
+        id: NodeId,
         input: UpdateMessageInput,
     ) -> AppResult<Message> {
         let scope = scope(ctx)?;
@@ -320,16 +322,16 @@ impl MutationRoot {
             metadata: check_metadata(input.metadata)?,
         };
         let updated = scope
-            .update_message(&mut *conn(ctx).await?, id, &changes)
+            .update_message(&mut *conn(ctx).await?, id.0, &changes)
             .await?;
         updated.required().map(Message::from)
     }
 
     /// Deletes a message (the workspace's owner any, a participant their own);
     /// returns its id.
-    async fn delete_message(&self, ctx: &Context<'_>, id: Uuid) -> AppResult<Uuid> {
+    async fn delete_message(&self, ctx: &Context<'_>, id: NodeId) -> AppResult<NodeId> {
         let scope = scope(ctx)?;
-        let deleted = scope.delete_message(&mut *conn(ctx).await?, id).await?;
+        let deleted = scope.delete_message(&mut *conn(ctx).await?, id.0).await?;
         deleted.required().map(|()| id)
     }
 

@@ -10,10 +10,12 @@ use crate::graphql::budget::Checked;
 use crate::graphql::connection::{
     decode_search_cursor, encode_search_cursor, Connection, Cursor, PageInfo, Total,
 };
-use crate::graphql::context::{conn, scope};
+use crate::graphql::context::{conn, load, load_many, scope};
 use crate::graphql::conversation::{Conversation, ConversationConnection};
 use crate::graphql::filters::{ConversationFilter, WorkspaceFilter};
+use crate::graphql::loaders::NodeKey;
 use crate::graphql::message::{Message, SearchConnection, SearchHitEdge};
+use crate::graphql::node::{NodeId, NodeInterface};
 use crate::graphql::paging::{page_args, within, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::graphql::user::User;
 use crate::graphql::workspace::{ListOrder, Workspace, WorkspaceConnection};
@@ -21,6 +23,7 @@ use crate::graphql::workspace::{ListOrder, Workspace, WorkspaceConnection};
 /// Read operations.
 pub struct QueryRoot;
 
+/// Read operations: what the caller may see.
 #[Object(name = "Query")]
 impl QueryRoot {
     /// The caller, in full.
@@ -31,21 +34,44 @@ impl QueryRoot {
     }
 
     /// One of the caller's workspaces.
-    async fn workspace(&self, ctx: &Context<'_>, id: Uuid) -> AppResult<Workspace> {
-        let found = scope(ctx)?.workspace(&mut *conn(ctx).await?, id).await?;
+    async fn workspace(&self, ctx: &Context<'_>, id: NodeId) -> AppResult<Workspace> {
+        let found = scope(ctx)?.workspace(&mut *conn(ctx).await?, id.0).await?;
         found.required().map(Workspace)
     }
 
     /// A conversation the caller may read: in one of their workspaces, or one
     /// they take part in.
-    async fn conversation(&self, ctx: &Context<'_>, id: Uuid) -> AppResult<Conversation> {
-        let found = scope(ctx)?.conversation(&mut *conn(ctx).await?, id).await?;
+    async fn conversation(&self, ctx: &Context<'_>, id: NodeId) -> AppResult<Conversation> {
+        let found = scope(ctx)?
+            .conversation(&mut *conn(ctx).await?, id.0)
+            .await?;
         found.required().map(Conversation::from)
     }
 
+    /// Any object by its id (Relay's refetch): `null` when it does not exist or
+    /// the caller may not read it, which look the same.
+    async fn node(&self, ctx: &Context<'_>, id: NodeId) -> AppResult<Option<NodeInterface>> {
+        Ok(load(ctx, NodeKey(id.0)).await?.map(NodeInterface::from))
+    }
+
+    /// Objects by their ids, in the order asked (`null` as for `node`), read
+    /// together: one statement for the whole list.
+    #[graphql(complexity = "ids.len() * child_complexity")]
+    async fn nodes(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(validator(max_items = 100))] ids: Vec<NodeId>,
+    ) -> AppResult<Vec<Option<NodeInterface>>> {
+        let mut found = load_many(ctx, ids.iter().map(|id| NodeKey(id.0))).await?;
+        Ok(ids
+            .iter()
+            .map(|id| found.remove(&NodeKey(id.0)).map(NodeInterface::from))
+            .collect())
+    }
+
     /// A message of a conversation the caller may read.
-    async fn message(&self, ctx: &Context<'_>, id: Uuid) -> AppResult<Message> {
-        let found = scope(ctx)?.message(&mut *conn(ctx).await?, id).await?;
+    async fn message(&self, ctx: &Context<'_>, id: NodeId) -> AppResult<Message> {
+        let found = scope(ctx)?.message(&mut *conn(ctx).await?, id.0).await?;
         found.required().map(Message::from)
     }
 
@@ -126,8 +152,8 @@ impl QueryRoot {
         &self,
         ctx: &Context<'_>,
         query: String,
-        workspace_id: Option<Uuid>,
-        conversation_id: Option<Uuid>,
+        workspace_id: Option<NodeId>,
+        conversation_id: Option<NodeId>,
         first: Option<i32>,
         after: Option<String>,
     ) -> AppResult<SearchConnection> {
@@ -143,8 +169,8 @@ impl QueryRoot {
             .map(|cursor| decode_search_cursor(&cursor))
             .transpose()?;
         let bounds = SearchBounds {
-            workspace_id,
-            conversation_id,
+            workspace_id: workspace_id.map(Uuid::from),
+            conversation_id: conversation_id.map(Uuid::from),
         };
         let mut c = conn(ctx).await?;
         let mut hits = scope

@@ -23,6 +23,7 @@ use crate::error::{AppError, AppResult};
 use crate::graphql::context::{scope, shared, RequestContext};
 use crate::graphql::conversation::Conversation;
 use crate::graphql::message::Message;
+use crate::graphql::node::NodeId;
 use crate::realtime::{decode_cursor, encode_cursor, Hub, Next, SubscribeError, Topic};
 
 /// Missed events read per statement when resuming.
@@ -40,6 +41,7 @@ pub struct MessageAdded {
     message: Arc<crate::db::messages::Message>,
 }
 
+/// A message sent, with the cursor to resume after it.
 #[Object]
 impl MessageAdded {
     /// Pass as `after` when subscribing again, to get what came after this event.
@@ -71,6 +73,7 @@ pub struct ConversationChanged {
     conversation: Option<Arc<crate::db::conversations::Conversation>>,
 }
 
+/// A conversation created, changed or deleted, with the cursor to resume after it.
 #[Object]
 impl ConversationChanged {
     /// Pass as `after` when subscribing again, to get what came after this event.
@@ -82,8 +85,8 @@ impl ConversationChanged {
         self.change
     }
     /// The conversation's id (also when it was deleted).
-    async fn conversation_id(&self) -> Uuid {
-        self.conversation_id
+    async fn conversation_id(&self) -> NodeId {
+        NodeId(self.conversation_id)
     }
     /// The conversation as it is now; `null` when it was deleted.
     async fn conversation(&self) -> Option<Conversation> {
@@ -91,7 +94,8 @@ impl ConversationChanged {
     }
 }
 
-#[Subscription]
+/// Events as they happen, over a WebSocket (`graphql-transport-ws`).
+#[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// Messages sent from now on, in one conversation (`conversationId`) or in
     /// every conversation of a workspace the caller may read (`workspaceId`; give
@@ -101,13 +105,13 @@ impl SubscriptionRoot {
     async fn message_added(
         &self,
         ctx: &Context<'_>,
-        conversation_id: Option<Uuid>,
-        workspace_id: Option<Uuid>,
+        conversation_id: Option<NodeId>,
+        workspace_id: Option<NodeId>,
         after: Option<String>,
     ) -> BoxStream<'static, AppResult<MessageAdded>> {
         let topic = match (conversation_id, workspace_id) {
-            (Some(id), None) => Watched::Conversation(id),
-            (None, Some(id)) => Watched::WorkspaceMessages(id),
+            (Some(id), None) => Watched::Conversation(id.0),
+            (None, Some(id)) => Watched::WorkspaceMessages(id.0),
             _ => {
                 return refusal(AppError::bad_input(
                     "conversationId",
@@ -132,10 +136,10 @@ impl SubscriptionRoot {
     async fn conversation_changed(
         &self,
         ctx: &Context<'_>,
-        workspace_id: Uuid,
+        workspace_id: NodeId,
         after: Option<String>,
     ) -> BoxStream<'static, AppResult<ConversationChanged>> {
-        let watched = Watched::WorkspaceConversations(workspace_id);
+        let watched = Watched::WorkspaceConversations(workspace_id.0);
         match Watch::start(ctx, watched, after.as_deref()).await {
             Ok(watch) => watch
                 .into_stream(|delivery| match delivery {

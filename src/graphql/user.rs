@@ -4,20 +4,21 @@ use std::sync::Arc;
 
 use async_graphql::{Json, Object, Value, ID};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use crate::db::users::{User as UserRow, UserName};
+use crate::graphql::node::NodeId;
 use crate::graphql::plain::{PlainField, PlainFields};
 use async_graphql::ScalarType;
 
 /// The caller, in full (other users are [`UserProfile`]s).
 pub struct User(pub Arc<UserRow>);
 
+/// The caller, in full (other people are `UserProfile`s).
 #[Object]
 impl User {
     /// Primary key.
-    async fn id(&self) -> Uuid {
-        self.0.id
+    async fn id(&self) -> NodeId {
+        NodeId(self.0.id)
     }
     /// External id (the token's `sub`).
     async fn user_id(&self) -> ID {

@@ -2,7 +2,6 @@
 
 use async_graphql::{Context, Enum, Json, Object};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use crate::db::workspaces::Workspace as WorkspaceRow;
 use crate::db::TimeOrder;
@@ -12,6 +11,7 @@ use crate::graphql::context::load;
 use crate::graphql::conversation::{Conversation, ConversationConnection};
 use crate::graphql::filters::ConversationFilter;
 use crate::graphql::loaders::{ConversationCountKey, ConversationPageKey, PageQuery, UserNameKey};
+use crate::graphql::node::NodeId;
 use crate::graphql::paging::page_args;
 use crate::graphql::user::UserProfile;
 
@@ -43,11 +43,12 @@ impl From<ListOrder> for TimeOrder {
 /// A workspace: owned by one user, holding conversations.
 pub struct Workspace(pub WorkspaceRow);
 
+/// A workspace: owned by one user, holding conversations.
 #[Object]
 impl Workspace {
     /// Primary key.
-    async fn id(&self) -> Uuid {
-        self.0.id
+    async fn id(&self) -> NodeId {
+        NodeId(self.0.id)
     }
     /// 1 to 100 characters.
     async fn name(&self) -> &str {

@@ -63,7 +63,7 @@ enum ClientMessage {
     },
     Subscribe {
         id: String,
-        payload: Box<async_graphql::Request>,
+        payload: Box<crate::graphql::persisted::WireRequest>,
     },
     Complete {
         id: String,
@@ -406,12 +406,19 @@ async fn operation(
     caller: Caller,
     id: String,
     generation: u64,
-    mut request: async_graphql::Request,
+    wire: crate::graphql::persisted::WireRequest,
     out: mpsc::Sender<Outgoing>,
 ) {
     let limits = state.app.config.limits;
-    let is_subscription = match kind_of(&mut request, &limits) {
-        Ok(kind) => kind == OperationType::Subscription,
+    let resolved = state
+        .app
+        .persisted
+        .resolve(wire)
+        .map_err(|e| e.to_server_error());
+    let (is_subscription, request) = match resolved
+        .and_then(|mut request| kind_of(&mut request, &limits).map(|kind| (kind, request)))
+    {
+        Ok((kind, request)) => (kind == OperationType::Subscription, request),
         Err(error) => {
             let _ = out
                 .send(Outgoing::Error(
@@ -511,9 +518,8 @@ fn kind_of(
 ) -> Result<OperationType, async_graphql::ServerError> {
     limits.check_request(request)?;
     let name = request.operation_name.clone();
-    let document = request
-        .parsed_query()
-        .map_err(|e| AppError::bad_input("query", e.to_string()).to_server_error())?;
+    // A syntax error keeps its position; `shape_errors` words it.
+    let document = request.parsed_query()?;
     let operation = match (&document.operations, name.as_deref()) {
         (async_graphql::parser::types::DocumentOperations::Single(op), _) => Some(op),
         (async_graphql::parser::types::DocumentOperations::Multiple(ops), Some(name)) => {

@@ -38,8 +38,11 @@ use crate::db::{keyset_page, ordered_page, Page, PageArgs};
 use crate::error::{AppError, AppResult};
 
 mod batches;
+mod nodes;
 mod reads;
 mod writes;
+
+pub use nodes::NodeRow;
 
 /// What a lookup by id found.
 #[derive(Debug, Clone, PartialEq)]
