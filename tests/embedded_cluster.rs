@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use cortex::db::cluster::{ClusterOptions, EmbeddedCluster};
@@ -170,86 +170,6 @@ fn cleanup_relocated(real: &Path, data_dir: &Path) {
     }
 }
 
-/// Chromium driven through chromedriver (Debian's `chromium` and `chromium-driver`;
-/// `.ci/run` installs them). Headless, no sandbox (root), and no background
-/// networking: the machine has no internet, and the page must not need it.
-struct Browser {
-    driver: Child,
-    client: fantoccini::Client,
-    _profile: tempfile::TempDir,
-}
-
-impl Browser {
-    /// `None` when chromedriver is missing outside CI; in CI its absence fails the test.
-    async fn start() -> Option<Self> {
-        let Some(chromedriver) = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-        else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must install chromium and chromium-driver"
-            );
-            eprintln!(
-                "SKIPPED: chromedriver is not installed (apt-get install chromium chromium-driver)"
-            );
-            return None;
-        };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let driver = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn chromedriver");
-        let profile = tempfile::tempdir().unwrap();
-        let mut capabilities = serde_json::Map::new();
-        capabilities.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({
-                "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ]
-            }),
-        );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let client = loop {
-            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-            match fantoccini::ClientBuilder::new(connector)
-                .capabilities(capabilities.clone())
-                .connect(&format!("http://127.0.0.1:{port}"))
-                .await
-            {
-                Ok(client) => break client,
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => panic!("chromedriver did not start a session: {e}"),
-            }
-        };
-        Some(Self {
-            driver,
-            client,
-            _profile: profile,
-        })
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
 #[test]
 fn graphiql_runs_the_nested_example_and_a_live_subscription_with_the_prefilled_token_in_a_headless_browser(
 ) {
@@ -259,7 +179,7 @@ fn graphiql_runs_the_nested_example_and_a_live_subscription_with_the_prefilled_t
     let running = serve_dir(&data_dir);
     let base = running.base.clone();
     let result = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let browser = Browser::start().await?;
+        let browser = common::browser::Browser::start().await?;
         let c = &browser.client;
         c.goto(&format!("{base}/")).await.expect("open GraphiQL");
         // The prefilled example and token: one click on Run.

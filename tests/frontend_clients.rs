@@ -577,3 +577,155 @@ async fn the_readme_states_what_its_nested_query_costs() {
         assert_eq!(!refused, passes, "limit {limit}: {response}");
     }
 }
+
+// --- A real browser on another origin -----------------------------------------------------
+
+/// Serves a blank page on its own loopback port: an origin other than the API's.
+async fn serve_page() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let page = axum::Router::new().route(
+        "/",
+        axum::routing::get(|| async { axum::response::Html("<html><body>app</body></html>") }),
+    );
+    tokio::spawn(async move { axum::serve(listener, page).await.unwrap() });
+    origin
+}
+
+/// What `fetch` from the page saw: status, the `x-request-id` it could read, the
+/// body, or the error the browser gave the page.
+const FETCH_AS_APOLLO: &str = r#"
+const [url, token, done] = arguments;
+fetch(url, {
+  method: 'POST',
+  headers: {
+    'content-type': 'application/json',
+    'authorization': 'Bearer ' + token,
+    'apollographql-client-name': 'web-app',
+    'apollographql-client-version': '1.2.3',
+    'x-request-id': 'from-the-browser-1',
+  },
+  body: JSON.stringify({ query: '{ me { userId } }' }),
+})
+  .then(async (r) => done({ status: r.status, requestId: r.headers.get('x-request-id'), body: await r.json() }))
+  .catch((e) => done({ error: String(e) }));
+"#;
+
+#[tokio::test]
+async fn a_browser_page_on_a_listed_origin_calls_the_api_with_apollos_headers() {
+    let (listed, unlisted) = (serve_page().await, serve_page().await);
+    let api = Api::with_env(&[("CORS_ORIGINS", &listed)]).await;
+    let Some(browser) = common::browser::Browser::start().await else {
+        return;
+    };
+    let c = &browser.client;
+    let url = format!("{}/graphql", api.http.base);
+    let token = api.token("alice");
+    let args = || vec![json!(url), json!(token)];
+    c.goto(&listed).await.unwrap();
+    let seen = c.execute_async(FETCH_AS_APOLLO, args()).await.unwrap();
+    assert_eq!(seen["status"], 200, "{seen}");
+    assert_eq!(seen["body"]["data"]["me"]["userId"], "alice", "{seen}");
+    // The page reads the request id it sent (exposed), to quote it in bug reports.
+    assert_eq!(seen["requestId"], "from-the-browser-1", "{seen}");
+    // From an origin not listed, the browser refuses the page the response.
+    c.goto(&unlisted).await.unwrap();
+    let seen = c.execute_async(FETCH_AS_APOLLO, args()).await.unwrap();
+    assert!(
+        seen["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Failed to fetch")),
+        "{seen}"
+    );
+    browser.client.clone().close().await.unwrap();
+}
+
+// --- Apollo Client itself -------------------------------------------------------------------
+
+/// `node` and `npm` (the machine's Node.js), `None` outside CI when missing.
+fn node_tools() -> Option<()> {
+    let found = |tool: &str| {
+        std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if found("node") && found("npm") {
+        return Some(());
+    }
+    assert!(std::env::var_os("CI").is_none(), "CI needs node and npm");
+    eprintln!("SKIPPED: node and npm are not installed");
+    None
+}
+
+/// `tests/clients` with its packages installed from its lock file.
+fn client_packages() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
+    if !dir.join("node_modules/@apollo/client").exists() {
+        let out = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .output()
+            .expect("run npm ci");
+        assert!(
+            out.status.success(),
+            "npm ci: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    dir
+}
+
+#[tokio::test]
+async fn apollo_client_with_persisted_queries_over_batch_http_link_and_a_node_refetch() {
+    if node_tools().is_none() {
+        return;
+    }
+    let dir = client_packages();
+    let api = Api::new().await;
+    let (ws, conv, _) = alice_world(&api).await;
+    let url = format!("{}/graphql", api.http.base);
+    let token = api.token("alice");
+    let out = tokio::process::Command::new("node")
+        .arg(dir.join("apollo.mjs"))
+        .args([&url, &token, &ws])
+        .output()
+        .await
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(seen["me"]["userId"], "alice", "{seen:#}");
+    assert_eq!(seen["workspaces"][0]["id"], json!(ws), "{seen:#}");
+    let edge = &seen["workspaces"][0]["conversations"]["edges"][0];
+    assert_eq!(edge["node"]["id"], json!(conv), "{seen:#}");
+    // First round: one batch of the two hashes, then the retry with texts.
+    let first = &seen["requests"][0]["operations"];
+    assert_eq!(first.as_array().unwrap().len(), 2, "one batch: {seen:#}");
+    assert!(first
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|op| op["withText"] == false));
+    assert!(
+        seen["requests"][1]["operations"][0]["withText"] == true,
+        "{seen:#}"
+    );
+    // Second round: hashes only, one request, both answered.
+    let second = seen["secondRound"].as_array().unwrap();
+    assert_eq!(second.len(), 1, "{seen:#}");
+    assert!(second[0]["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|op| op["withText"] == false));
+    assert_eq!(seen["again"][0]["me"]["userId"], "alice", "{seen:#}");
+    // The Relay-style refetch, before and after the mutation, and one cache entry.
+    assert_eq!(seen["refetched"]["name"], "Alice's", "{seen:#}");
+    assert_eq!(seen["after"]["name"], "Renamed by Apollo", "{seen:#}");
+    assert_eq!(seen["cached"]["name"], "Renamed by Apollo", "{seen:#}");
+}

@@ -8,6 +8,7 @@
 )]
 
 pub(crate) mod bombs;
+pub(crate) mod browser;
 pub(crate) mod ws;
 
 use std::sync::OnceLock;
