@@ -493,6 +493,37 @@ mod tests {
     }
 
     #[test]
+    fn an_interface_field_is_completed_by_the_plan_of_the_type_it_turned_out_to_be() {
+        let sdl = "type Query { node: N } interface N { id: ID! } \
+                   type A implements N { id: ID! a: Int! } type B implements N { id: ID! b: Int }";
+        let shape = ResponseShape::from_sdl(sdl);
+        let query = "{ node { ... on A { a } id ...F } } fragment F on B { b }";
+        let mut document = async_graphql::parser::parse_query(query).unwrap();
+        assert!(shape.mark_abstract(&mut document));
+        let plan = shape.plan(&document, None, &Variables::default()).unwrap();
+        let complete = |data: serde_json::Value| {
+            let mut value = Value::from_json(data).unwrap();
+            plan.complete(&mut value);
+            serde_json::to_string(&value).unwrap()
+        };
+        // Out of order, with the marker: A's keys in order, the marker gone.
+        assert_eq!(
+            complete(serde_json::json!({"node": {"id": "1", TYPE_MARKER: "A", "a": 1}})),
+            r#"{"node":{"a":1,"id":"1"}}"#
+        );
+        // B: its fragment's field, missing, is null; A's `a` is not expected.
+        assert_eq!(
+            complete(serde_json::json!({"node": {TYPE_MARKER: "B", "id": "2"}})),
+            r#"{"node":{"id":"2","b":null}}"#
+        );
+        // A's non-null `a` failed: the nullable `node` is null.
+        assert_eq!(
+            complete(serde_json::json!({"node": {TYPE_MARKER: "A", "id": "1"}})),
+            r#"{"node":null}"#
+        );
+    }
+
+    #[test]
     fn skipped_fields_are_not_expected() {
         assert_eq!(
             completed(

@@ -8,7 +8,6 @@
 //! knows neither `documentId`/`doc_id` nor, over GET, `operationName`.
 
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +22,9 @@ use crate::error::AppError;
 /// How many automatic persisted queries one instance keeps (least recently used
 /// go first; a client that misses sends the text again).
 pub const APQ_ENTRIES: usize = 10_000;
+/// How many bytes of query text they may hold in all: any caller may register
+/// texts as large as a request body, and memory must stay bounded.
+pub const APQ_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 /// One GraphQL request as a client sends it (a POST body's object, a GET query
 /// string, a WebSocket `subscribe` payload).
@@ -157,8 +159,33 @@ pub fn sha256_hex(text: &str) -> String {
 /// automatic persisted queries this instance has been sent.
 pub struct PersistedDocuments {
     trusted: HashMap<String, Arc<str>>,
-    automatic: Mutex<LruCache<String, Arc<str>>>,
+    automatic: Mutex<Automatic>,
     only_trusted: bool,
+}
+
+/// The automatic persisted queries: hash → text, bounded in count and bytes.
+struct Automatic {
+    texts: LruCache<String, Arc<str>>,
+    bytes: usize,
+}
+
+impl Automatic {
+    fn get(&mut self, hash: &str) -> Option<Arc<str>> {
+        self.texts.get(hash).cloned()
+    }
+
+    fn put(&mut self, hash: String, text: Arc<str>) {
+        self.bytes += text.len();
+        if let Some(old) = self.texts.put(hash, text) {
+            self.bytes -= old.len();
+        }
+        while self.bytes > APQ_MAX_BYTES || self.texts.len() > APQ_ENTRIES {
+            match self.texts.pop_lru() {
+                Some((_, old)) => self.bytes -= old.len(),
+                None => break,
+            }
+        }
+    }
 }
 
 impl Default for PersistedDocuments {
@@ -169,10 +196,12 @@ impl Default for PersistedDocuments {
 
 impl PersistedDocuments {
     fn new(trusted: HashMap<String, Arc<str>>, only_trusted: bool) -> Self {
-        let entries = NonZeroUsize::new(APQ_ENTRIES).expect("a positive size");
         Self {
             trusted,
-            automatic: Mutex::new(LruCache::new(entries)),
+            automatic: Mutex::new(Automatic {
+                texts: LruCache::unbounded(),
+                bytes: 0,
+            }),
             only_trusted,
         }
     }
@@ -224,7 +253,6 @@ impl PersistedDocuments {
                         .lock()
                         .expect("persisted query lock")
                         .get(hash)
-                        .cloned()
                         .ok_or(AppError::PersistedQueryNotFound)?
                 }
             }
@@ -379,6 +407,31 @@ mod tests {
         );
         let bad = documents.resolve(apq("12ab", None)).unwrap_err();
         assert_eq!(bad.code(), "BAD_USER_INPUT");
+    }
+
+    #[test]
+    fn automatic_persisted_queries_are_bounded_in_bytes() {
+        let documents = PersistedDocuments::default();
+        let big = format!("{{ me {{ id }} }}{}", " ".repeat(1024 * 1024));
+        for i in 0..20 {
+            let text = format!("{big}# {i}");
+            documents
+                .resolve(apq(&sha256_hex(&text), Some(&text)))
+                .unwrap();
+        }
+        let automatic = documents.automatic.lock().unwrap();
+        assert!(automatic.bytes <= APQ_MAX_BYTES, "{}", automatic.bytes);
+        assert!(automatic.texts.len() < 20);
+    }
+
+    #[test]
+    fn persisted_only_without_a_manifest_is_a_configuration_error() {
+        let config = crate::config::Config::from_lookup(|name| {
+            (name == "PERSISTED_ONLY").then(|| "true".to_string())
+        })
+        .unwrap();
+        let error = PersistedDocuments::from_config(&config).err().unwrap();
+        assert!(error.to_string().contains("PERSISTED_DOCUMENTS"), "{error}");
     }
 
     #[test]
