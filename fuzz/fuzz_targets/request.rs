@@ -1,4 +1,4 @@
-//! The raw request path: a POST body → JSON → the raw-text limits → parse → the
+//! The raw request path: a POST body → JSON → persisted-query resolution → the raw-text limits → parse → the
 //! document limits → validation → execution, against a database that cannot be
 //! reached (so resolvers fail fast with `UNAVAILABLE`). Nothing may panic, and
 //! every error must carry a code after the one mapping clients see.
@@ -10,7 +10,8 @@ use cortex::auth::Caller;
 use cortex::graphql::context::RequestContext;
 use cortex::graphql::complete::ResponseShape;
 use cortex::graphql::documents::DocumentCache;
-use cortex::graphql::http::{parse_body, SharedContext};
+use cortex::graphql::http::SharedContext;
+use cortex::graphql::persisted::{PersistedDocuments, WireBatch};
 use cortex::error::response::normalize_error;
 use cortex::graphql::{build_schema, CortexSchema, SchemaOptions};
 use libfuzzer_sys::fuzz_target;
@@ -18,6 +19,8 @@ use libfuzzer_sys::fuzz_target;
 static SCHEMA: LazyLock<CortexSchema> = LazyLock::new(|| build_schema(SchemaOptions::default()));
 // Shared across inputs like the server's: a repeated text takes the cached path.
 static DOCUMENTS: LazyLock<DocumentCache> = LazyLock::new(DocumentCache::default);
+// Shared too: a text registered by one input is found by a later one's hash.
+static PERSISTED: LazyLock<PersistedDocuments> = LazyLock::new(PersistedDocuments::default);
 static SHAPE: LazyLock<ResponseShape> = LazyLock::new(|| ResponseShape::from_sdl(&SCHEMA.sdl()));
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_current_thread()
@@ -47,14 +50,17 @@ static CONTEXT: LazyLock<Arc<RequestContext>> = LazyLock::new(|| {
 });
 
 fuzz_target!(|body: &[u8]| {
-    let Ok(batch) = parse_body(body) else {
+    let Ok(batch) = WireBatch::from_json(body) else {
         return;
     };
     let requests = match batch {
-        async_graphql::BatchRequest::Single(request) => vec![request],
-        async_graphql::BatchRequest::Batch(requests) => requests,
+        WireBatch::Single(request) => vec![request],
+        WireBatch::Batch(requests) => requests,
     };
-    for request in requests.into_iter().take(10) {
+    for wire in requests.into_iter().take(10) {
+        let Ok(request) = PERSISTED.resolve(wire) else {
+            continue;
+        };
         let request = request.data(SharedContext(CONTEXT.clone()));
         let limits = cortex::graphql::limits::QueryLimits::default();
         let (response, _) = RUNTIME.block_on(CONTEXT.run(cortex::graphql::execute(
