@@ -39,11 +39,13 @@ const DATABASE: &str = "cortex_bench_api";
 const SECRET: &str = "api-bench-secret-0123456789abcdef";
 const OWNERS: i64 = 1_000;
 const MESSAGES: i64 = 2_000_000;
+const CONVERSATIONS: i64 = 100_000;
 /// Distinct requests per workload file (each a different owner or id).
 const REQUESTS_PER_FILE: i64 = 5_000;
 
 /// 10 workspaces per owner, 10 conversations per workspace, 20 messages per
-/// conversation; `labels.team` is one of 10 teams, `tier` one of 3.
+/// conversation; `labels.team` is one of 10 teams, `tier` one of 3 (on
+/// workspaces and on conversations).
 const DATASET: &str = r#"
 INSERT INTO users (user_id, name, email, metadata)
   SELECT 'user' || u, 'User ' || u, 'user' || u || '@example.com', jsonb_build_object('plan', (ARRAY['free','pro'])[u % 2 + 1])
@@ -58,7 +60,8 @@ INSERT INTO workspaces (id, name, description, owner_id, metadata, created_at)
   FROM generate_series(1, 10000) w;
 INSERT INTO conversations (id, workspace_id, topic, participant_ids, metadata, created_at)
   SELECT md5('c' || c)::uuid, md5('w' || ((c - 1) / 10 + 1))::uuid, 'Topic ' || c,
-         ARRAY['user' || ((c - 1) / 100 + 1)], jsonb_build_object('channel', 'general'),
+         ARRAY['user' || ((c - 1) / 100 + 1)],
+         jsonb_build_object('channel', 'general', 'tier', (ARRAY['gold','silver','bronze'])[c % 3 + 1]),
          timestamptz '2026-01-01' + make_interval(secs => c)
   FROM generate_series(1, 100000) c;
 INSERT INTO messages (id, conversation_id, sender_id, content, "timestamp", metadata)
@@ -95,6 +98,11 @@ fn filter(i: i64) -> (i64, String) {
         "{{ workspaces(first: 50, filter: {{metadata: {{contains: {{tier: \"gold\"}}, path: [{{path: [\"labels\", \"team\"], eq: \"team{}\"}}]}}}}) {{ nodes {{ id name }} }} }}",
         i % 10
     );
+    (owner_of(i), serde_json::json!({ "query": q }).to_string())
+}
+
+fn filtered_nested(i: i64) -> (i64, String) {
+    let q = "{ workspaces(first: 10, orderBy: CREATED_AT_ASC) { nodes { conversations(first: 10, orderBy: CREATED_AT_ASC, filter: {metadata: {contains: {tier: \"gold\"}}}) { nodes { id topic metadata } } } } }";
     (owner_of(i), serde_json::json!({ "query": q }).to_string())
 }
 
@@ -154,7 +162,7 @@ fn postgraphile_write(i: i64) -> String {
         .to_string()
 }
 
-const WORKLOADS: [Workload; 5] = [
+const WORKLOADS: [Workload; 6] = [
     Workload {
         name: "nested",
         graphql: nested,
@@ -188,6 +196,22 @@ FROM (
   WHERE w.owner_id = 'user' || :owner
     AND w.metadata @> jsonb_build_object('tier', 'gold', 'labels', jsonb_build_object('team', 'team' || :team))
   ORDER BY w.created_at DESC, w.id DESC LIMIT 50) w;
+"#,
+    },
+    Workload {
+        name: "filtered_nested",
+        graphql: filtered_nested,
+        postgraphile: None,
+        pgbench: r#"\set owner random(1, 1000)
+SELECT json_build_object('data', json_build_object('workspaces', json_build_object('nodes', coalesce(json_agg(w), '[]'))))
+FROM (
+  SELECT json_build_object('nodes', (
+    SELECT coalesce(json_agg(c), '[]') FROM (
+      SELECT c.id, c.topic, c.metadata FROM conversations c
+      WHERE c.workspace_id = w.id AND c.metadata @> '{"tier": "gold"}'
+      ORDER BY c.created_at, c.id LIMIT 10) c)) AS conversations
+  FROM workspaces w WHERE w.owner_id = 'user' || :owner
+  ORDER BY w.created_at, w.id LIMIT 10) w;
 "#,
     },
     Workload {
@@ -258,6 +282,14 @@ async fn ensure_dataset(admin_url: &str, url: &str) -> Result<()> {
         .await
         .ok()
             == Some(MESSAGES)
+            // Datasets from before conversations had a tier are made again.
+            && count(
+                &mut conn,
+                "SELECT count(*) AS n FROM conversations WHERE metadata @> '{\"tier\": \"gold\"}'",
+            )
+            .await
+            .ok()
+                == Some(CONVERSATIONS / 3)
         {
             println!("dataset: already loaded");
             return Ok(());
