@@ -107,3 +107,43 @@ async fn a_message_page_is_read_in_order_from_the_index_without_a_sort() {
     );
     assert!(!plan.contains("Sort"), "the page was sorted:\n{plan}");
 }
+
+#[test]
+fn a_filter_shape_admitted_by_the_pool_is_prepared_once_and_others_are_not() {
+    use cortex::db::metadata::{PreparedShapes, MAX_PREPARED_FILTER_SHAPES};
+    let cacheable = |filter: &MetadataFilter| {
+        let query = schema::workspaces::table
+            .filter(workspaces::metadata_predicate(filter))
+            .select(schema::workspaces::id);
+        QueryFragment::<Pg>::is_safe_to_cache_prepared(&query, &Pg).unwrap()
+    };
+    let gold = MetadataFilter::containing(json!({"tier": "gold"}));
+    // A filter that no pool admitted stays out of the statement cache.
+    assert!(!cacheable(&gold));
+    let shapes = PreparedShapes::default();
+    let mut admitted = gold.clone();
+    shapes.admit(&mut admitted);
+    assert!(cacheable(&admitted));
+    // The same shape with other values is the same statement, admitted again.
+    let mut silver = MetadataFilter::containing(json!({"tier": "silver"}));
+    shapes.admit(&mut silver);
+    assert!(cacheable(&silver));
+    assert_eq!(shapes.len(), 1);
+    // Past the bound, new shapes run unprepared; the admitted ones stay prepared.
+    for n in 0..MAX_PREPARED_FILTER_SHAPES + 5 {
+        let mut filter = MetadataFilter {
+            and: vec![gold.clone(); n + 1],
+            ..MetadataFilter::default()
+        };
+        shapes.admit(&mut filter);
+        assert_eq!(
+            cacheable(&filter),
+            n + 1 < MAX_PREPARED_FILTER_SHAPES,
+            "{n}"
+        );
+    }
+    assert_eq!(shapes.len(), MAX_PREPARED_FILTER_SHAPES);
+    let mut again = MetadataFilter::containing(json!({"tier": "bronze"}));
+    shapes.admit(&mut again);
+    assert!(cacheable(&again));
+}

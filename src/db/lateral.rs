@@ -51,6 +51,7 @@ pub fn parent_id() -> FixedSql<diesel::sql_types::Uuid> {
 #[derive(Debug, Clone, Copy)]
 pub struct FixedSql<ST> {
     sql: &'static str,
+    cached: bool,
     sql_type: std::marker::PhantomData<ST>,
 }
 
@@ -59,6 +60,17 @@ impl<ST> FixedSql<ST> {
     pub const fn new(sql: &'static str) -> Self {
         Self {
             sql,
+            cached: true,
+            sql_type: std::marker::PhantomData,
+        }
+    }
+
+    /// `sql`, keeping the statement that holds it out of the connection's
+    /// statement cache (prepared for one execution only).
+    pub const fn uncached(sql: &'static str) -> Self {
+        Self {
+            sql,
+            cached: false,
             sql_type: std::marker::PhantomData,
         }
     }
@@ -75,6 +87,9 @@ impl<ST> diesel::query_builder::QueryFragment<diesel::pg::Pg> for FixedSql<ST> {
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> diesel::QueryResult<()> {
+        if !self.cached {
+            out.unsafe_to_cache_prepared();
+        }
         out.push_sql(self.sql);
         Ok(())
     }
@@ -230,7 +245,8 @@ mod tests {
     }
 
     #[test]
-    fn page_statements_are_prepared_once_per_connection_unless_metadata_filtered() {
+    fn page_statements_are_prepared_once_per_connection_unless_their_filter_shape_was_not_admitted()
+    {
         let page = |filter: &messages::MessageFilter, with_metadata: bool| {
             let owned = c::table
                 .filter(c::id.eq(parent_id()))
@@ -254,8 +270,9 @@ mod tests {
             .filter(m::conversation_id.eq(diesel::dsl::sql::<diesel::sql_types::Uuid>("parent.id")))
             .select(m::id);
         assert!(!cacheable(&literal));
-        // Metadata filters come in shapes of the client's choosing: never cached.
-        let by_metadata = messages::MessageFilter {
+        // Metadata filters come in shapes of the client's choosing: cached only
+        // when the pool admitted the shape (`PreparedShapes`, bounded).
+        let mut by_metadata = messages::MessageFilter {
             metadata: Some(MetadataFilter {
                 path: vec![PathPredicate {
                     path: vec!["labels".into(), "team".into()],
@@ -267,5 +284,8 @@ mod tests {
             ..Default::default()
         };
         assert!(!cacheable(&page(&by_metadata, false)));
+        let shapes = crate::db::metadata::PreparedShapes::default();
+        shapes.admit(by_metadata.metadata.as_mut().unwrap());
+        assert!(cacheable(&page(&by_metadata, false)));
     }
 }

@@ -30,6 +30,10 @@ pub struct MetadataFilter {
     pub or: Vec<MetadataFilter>,
     /// This does not hold.
     pub not: Option<Box<MetadataFilter>>,
+    /// Statements holding this filter may be kept prepared on their connection
+    /// (its shape was admitted by [`PreparedShapes`]); off, each is prepared for
+    /// one execution.
+    pub preparable: bool,
 }
 
 /// A comparison of the value at `path` (a list of keys; array positions as digits,
@@ -76,6 +80,107 @@ impl MetadataFilter {
             contains: Some(value),
             ..Self::default()
         }
+    }
+}
+
+impl MetadataFilter {
+    /// What decides the SQL text of this filter, without its values: which
+    /// operators it uses, where, nested how. Two filters of one shape build the
+    /// same statement with different bound parameters.
+    pub fn shape(&self) -> String {
+        let mut out = String::new();
+        self.write_shape(&mut out);
+        out
+    }
+
+    fn write_shape(&self, out: &mut String) {
+        let flags = [
+            self.contains.is_some(),
+            self.contained_by.is_some(),
+            self.has_key.is_some(),
+            self.has_any_keys.is_some(),
+            self.has_all_keys.is_some(),
+        ];
+        out.extend(flags.iter().map(|&on| if on { '1' } else { '0' }));
+        for p in &self.path {
+            out.push_str("[p");
+            let ops = [
+                p.eq.is_some(),
+                p.eq.is_some() && !p.path.iter().any(|k| may_be_position(k)),
+                p.ne.is_some(),
+                p.gt.is_some(),
+                p.gte.is_some(),
+                p.lt.is_some(),
+                p.lte.is_some(),
+                p.r#in.is_some(),
+            ];
+            out.extend(ops.iter().map(|&on| if on { '1' } else { '0' }));
+            out.push_str(match p.exists {
+                Some(true) => "+",
+                Some(false) => "-",
+                None => "",
+            });
+            out.push(']');
+        }
+        for (tag, children) in [("&(", &self.and), ("|(", &self.or)] {
+            for child in children {
+                out.push_str(tag);
+                child.write_shape(out);
+                out.push(')');
+            }
+        }
+        if let Some(child) = &self.not {
+            out.push_str("!(");
+            child.write_shape(out);
+            out.push(')');
+        }
+    }
+
+    fn set_preparable(&mut self) {
+        self.preparable = true;
+        for child in self.and.iter_mut().chain(self.or.iter_mut()) {
+            child.set_preparable();
+        }
+        if let Some(child) = &mut self.not {
+            child.set_preparable();
+        }
+    }
+}
+
+/// How many metadata-filter shapes may have prepared statements: filter shapes
+/// are the client's to choose and unbounded in number, and every prepared
+/// statement stays in a PostgreSQL backend's memory for the connection's life.
+/// The first shapes seen (an app's few filters) are prepared once per connection,
+/// like every other statement; any further shape is prepared for each execution
+/// (a round trip and a plan more, measured in `bench/RESULTS.md`).
+pub const MAX_PREPARED_FILTER_SHAPES: usize = 32;
+
+/// The metadata-filter shapes admitted to the statement cache, for one pool.
+#[derive(Debug, Default)]
+pub struct PreparedShapes {
+    admitted: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl PreparedShapes {
+    /// Marks `filter` preparable when its shape is admitted, or can still be.
+    pub fn admit(&self, filter: &mut MetadataFilter) {
+        let shape = filter.shape();
+        let mut admitted = self.admitted.lock().expect("filter shapes lock");
+        if admitted.contains(&shape) || admitted.len() < MAX_PREPARED_FILTER_SHAPES {
+            admitted.insert(shape);
+            drop(admitted);
+            filter.set_preparable();
+        }
+    }
+
+    /// How many shapes are admitted.
+    pub fn len(&self) -> usize {
+        self.admitted.lock().expect("filter shapes lock").len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -139,13 +244,15 @@ macro_rules! metadata_predicate_for {
             use $crate::db::metadata::{jsonb_typeof, json_type, nest};
             use $crate::db::schema::$table::dsl::metadata;
 
-            // Deliberately diesel's literal, which keeps a metadata-filtered statement out
-            // of the connection's statement cache: filter shapes are the client's to
-            // choose and unbounded in number, and a cached statement per shape per
-            // connection would let one client grow every PostgreSQL backend's memory.
-            fn always() -> BoxedPredicate {
-                Box::new(diesel::dsl::sql::<Nullable<Bool>>("TRUE"))
-            }
+            // A statement holding a filter whose shape was not admitted
+            // (`PreparedShapes`) stays out of the connection's statement cache.
+            let always = || -> BoxedPredicate {
+                Box::new(if filter.preparable {
+                    $crate::db::lateral::FixedSql::<Nullable<Bool>>::new("TRUE")
+                } else {
+                    $crate::db::lateral::FixedSql::<Nullable<Bool>>::uncached("TRUE")
+                })
+            };
             fn and(a: BoxedPredicate, b: BoxedPredicate) -> BoxedPredicate {
                 Box::new(a.and(b))
             }
@@ -241,6 +348,42 @@ mod tests {
             json!({"a": {"b": 5}})
         );
         assert_eq!(nest(&[], &json!("x")), json!("x"));
+    }
+
+    #[test]
+    fn a_shape_is_what_changes_the_sql_and_never_a_value() {
+        let eq_at = |key: &str, value: Value| MetadataFilter {
+            path: vec![PathPredicate {
+                path: vec![key.into()],
+                eq: Some(value),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let gold = MetadataFilter::containing(json!({"tier": "gold"}));
+        assert_eq!(
+            gold.shape(),
+            MetadataFilter::containing(json!([1, 2])).shape()
+        );
+        assert_eq!(eq_at("a", json!(1)).shape(), eq_at("b", json!("x")).shape());
+        // A key of digits drops the GIN prefilter: another statement.
+        assert_ne!(eq_at("a", json!(1)).shape(), eq_at("0", json!(1)).shape());
+        let has_key = MetadataFilter {
+            has_key: Some("tier".into()),
+            ..Default::default()
+        };
+        assert_ne!(gold.shape(), has_key.shape());
+        let both = MetadataFilter {
+            and: vec![gold.clone()],
+            or: vec![has_key.clone()],
+            ..Default::default()
+        };
+        let swapped = MetadataFilter {
+            and: vec![has_key],
+            or: vec![gold],
+            ..Default::default()
+        };
+        assert_ne!(both.shape(), swapped.shape());
     }
 
     #[test]

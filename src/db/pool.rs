@@ -108,6 +108,7 @@ impl Instrumentation for StatementObserver {
 pub struct Database {
     pool: DbPool,
     logging: StatementLogging,
+    shapes: Arc<crate::db::metadata::PreparedShapes>,
 }
 
 /// A pooled connection that counts its statements for one request; on release it
@@ -138,6 +139,11 @@ impl Drop for DbConn<'_> {
 }
 
 impl Database {
+    /// The metadata-filter shapes this pool's connections keep prepared.
+    pub fn prepared_shapes(&self) -> &crate::db::metadata::PreparedShapes {
+        &self.shapes
+    }
+
     /// Builds the pool (connections are made lazily; see [`Database::check`]).
     pub async fn connect(url: &str, config: &PoolConfig) -> Result<Self, PoolError> {
         let logging = StatementLogging {
@@ -192,7 +198,11 @@ impl Database {
             .test_on_check_out(true)
             .retry_connection(false)
             .build_unchecked(manager);
-        Ok(Self { pool, logging })
+        Ok(Self {
+            pool,
+            logging,
+            shapes: Arc::default(),
+        })
     }
 
     /// A connection whose statements count toward `stats`.

@@ -142,7 +142,10 @@ impl Conversation {
         // response's memory. (The look-ahead sees through fragments and aliases.)
         let with_metadata = shows("metadata");
         let filter = MessagePageFilter {
-            criteria: MessageFilter::to_db(filter.as_ref())?,
+            criteria: MessageFilter::to_db(
+                filter.as_ref(),
+                crate::graphql::context::request(ctx).db.prepared_shapes(),
+            )?,
             with_metadata,
         };
         let query = PageQuery::new(filter, args);

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::db::conversations::ConversationFilter as DbConversationFilter;
 use crate::db::messages::MessageFilter as DbMessageFilter;
+use crate::db::metadata::PreparedShapes;
 use crate::db::metadata::{is_orderable, MetadataFilter as DbMetadataFilter, PathPredicate};
 use crate::db::workspaces::WorkspaceFilter as DbWorkspaceFilter;
 use crate::error::{AppError, AppResult};
@@ -64,14 +65,15 @@ pub struct JsonPathPredicate {
 
 impl MetadataFilter {
     /// Validates and converts; `field` names the argument in errors.
-    pub fn to_db(&self, field: &str) -> AppResult<DbMetadataFilter> {
-        let filter = self.convert(field)?;
+    pub fn to_db(&self, field: &str, shapes: &PreparedShapes) -> AppResult<DbMetadataFilter> {
+        let mut filter = self.convert(field)?;
         if filter.depth() > MAX_FILTER_DEPTH {
             return Err(AppError::bad_input(
                 field,
                 format!("metadata filters may nest and/or/not at most {MAX_FILTER_DEPTH} deep"),
             ));
         }
+        shapes.admit(&mut filter);
         Ok(filter)
     }
 
@@ -116,6 +118,7 @@ impl MetadataFilter {
                 .as_ref()
                 .map(|f| f.convert(field).map(Box::new))
                 .transpose()?,
+            preparable: false,
         })
     }
 }
@@ -175,7 +178,7 @@ pub struct WorkspaceFilter {
 
 impl WorkspaceFilter {
     /// Validates and converts.
-    pub fn to_db(filter: Option<&Self>) -> AppResult<DbWorkspaceFilter> {
+    pub fn to_db(filter: Option<&Self>, shapes: &PreparedShapes) -> AppResult<DbWorkspaceFilter> {
         let Some(f) = filter else {
             return Ok(DbWorkspaceFilter::default());
         };
@@ -183,7 +186,7 @@ impl WorkspaceFilter {
             metadata: f
                 .metadata
                 .as_ref()
-                .map(|m| m.to_db("filter.metadata"))
+                .map(|m| m.to_db("filter.metadata", shapes))
                 .transpose()?,
             name_contains: f.name_contains.clone(),
         })
@@ -203,7 +206,10 @@ pub struct ConversationFilter {
 
 impl ConversationFilter {
     /// Validates and converts.
-    pub fn to_db(filter: Option<&Self>) -> AppResult<DbConversationFilter> {
+    pub fn to_db(
+        filter: Option<&Self>,
+        shapes: &PreparedShapes,
+    ) -> AppResult<DbConversationFilter> {
         let Some(f) = filter else {
             return Ok(DbConversationFilter::default());
         };
@@ -211,7 +217,7 @@ impl ConversationFilter {
             metadata: f
                 .metadata
                 .as_ref()
-                .map(|m| m.to_db("filter.metadata"))
+                .map(|m| m.to_db("filter.metadata", shapes))
                 .transpose()?,
             participant_id: f.participant_id.clone(),
             topic_contains: f.topic_contains.clone(),
@@ -234,7 +240,7 @@ pub struct MessageFilter {
 
 impl MessageFilter {
     /// Validates and converts.
-    pub fn to_db(filter: Option<&Self>) -> AppResult<DbMessageFilter> {
+    pub fn to_db(filter: Option<&Self>, shapes: &PreparedShapes) -> AppResult<DbMessageFilter> {
         let Some(f) = filter else {
             return Ok(DbMessageFilter::default());
         };
@@ -242,7 +248,7 @@ impl MessageFilter {
             metadata: f
                 .metadata
                 .as_ref()
-                .map(|m| m.to_db("filter.metadata"))
+                .map(|m| m.to_db("filter.metadata", shapes))
                 .transpose()?,
             sender_id: f.sender_id.clone(),
             since: f.since,

@@ -95,7 +95,10 @@ impl QueryRoot {
     ) -> AppResult<ConversationConnection> {
         let order = TimeOrder::from(order_by);
         let args = page_args(first, after.as_deref(), last, before.as_deref(), order)?;
-        let filter = ConversationFilter::to_db(filter.as_ref())?;
+        let filter = ConversationFilter::to_db(
+            filter.as_ref(),
+            crate::graphql::context::request(ctx).db.prepared_shapes(),
+        )?;
         let page = scope(ctx)?
             .participating_conversations(&mut *conn(ctx).await?, &filter, &args)
             .await?;
@@ -129,7 +132,10 @@ impl QueryRoot {
     ) -> AppResult<WorkspaceConnection> {
         let order = TimeOrder::from(order_by);
         let args = page_args(first, after.as_deref(), last, before.as_deref(), order)?;
-        let filter = WorkspaceFilter::to_db(filter.as_ref())?;
+        let filter = WorkspaceFilter::to_db(
+            filter.as_ref(),
+            crate::graphql::context::request(ctx).db.prepared_shapes(),
+        )?;
         let page = scope(ctx)?
             .workspaces(&mut *conn(ctx).await?, &filter, &args)
             .await?;

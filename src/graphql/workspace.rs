@@ -100,7 +100,13 @@ impl Workspace {
     ) -> AppResult<ConversationConnection> {
         let order = TimeOrder::from(order_by);
         let args = page_args(first, after.as_deref(), last, before.as_deref(), order)?;
-        let query = PageQuery::new(ConversationFilter::to_db(filter.as_ref())?, args);
+        let query = PageQuery::new(
+            ConversationFilter::to_db(
+                filter.as_ref(),
+                crate::graphql::context::request(ctx).db.prepared_shapes(),
+            )?,
+            args,
+        );
         let key = ConversationPageKey {
             parent: self.0.id,
             query,
@@ -122,7 +128,10 @@ impl Workspace {
         filter: Option<ConversationFilter>,
     ) -> AppResult<i32> {
         let query = PageQuery::new(
-            ConversationFilter::to_db(filter.as_ref())?,
+            ConversationFilter::to_db(
+                filter.as_ref(),
+                crate::graphql::context::request(ctx).db.prepared_shapes(),
+            )?,
             Default::default(),
         );
         let n = load(
