@@ -118,7 +118,7 @@ async fn nodes_reads_every_type_in_one_statement_in_the_order_asked() {
     let me = api.ok("alice", "{ me { id } }", json!({})).await["me"]["id"].clone();
     let missing = uuid::Uuid::new_v4().to_string();
     let query = "query($ids: [ID!]!) { nodes(ids: $ids) { id __typename } }";
-    let ids = json!([msg, missing, ws, me, conv]);
+    let ids = json!([msg, missing, ws, me, conv, ws]);
     let mut meter = statement_meter(&api.db).await;
     let before = statements_run(&mut meter).await;
     let data = api.ok("alice", query, json!({"ids": ids})).await;
@@ -131,6 +131,7 @@ async fn nodes_reads_every_type_in_one_statement_in_the_order_asked() {
             {"id": ws, "__typename": "Workspace"},
             {"id": me, "__typename": "User"},
             {"id": conv, "__typename": "Conversation"},
+            {"id": ws, "__typename": "Workspace"},
         ])
     );
     assert_eq!(spent, 1, "one statement for every id of the level");
