@@ -3,9 +3,16 @@
 //! input only as bound parameters.
 #![no_main]
 
+use std::sync::LazyLock;
+
 use async_graphql::InputType;
+use cortex::db::metadata::PreparedShapes;
 use cortex::graphql::filters::MetadataFilter;
 use libfuzzer_sys::fuzz_target;
+
+// Shared like a pool's: the first shapes are admitted (prepared), later ones not,
+// and the SQL must hold no client string either way.
+static SHAPES: LazyLock<PreparedShapes> = LazyLock::new(PreparedShapes::default);
 
 fuzz_target!(|data: &[u8]| {
     let Ok(json) = serde_json::from_slice::<serde_json::Value>(data) else {
@@ -17,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(filter) = MetadataFilter::parse(Some(value)) else {
         return;
     };
-    match filter.to_db("filter") {
+    match filter.to_db("filter", &SHAPES) {
         Err(e) => assert_eq!(e.code(), "BAD_USER_INPUT"),
         Ok(db_filter) => {
             use diesel::QueryDsl;
