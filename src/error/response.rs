@@ -169,16 +169,8 @@ pub fn coded_limit_response(
 /// reported like every other.
 pub fn error_response(status: StatusCode, error: AppError) -> Response {
     error.report();
-    let mut extensions = serde_json::json!({"code": error.code()});
-    if let AppError::BadUserInput {
-        field: Some(field), ..
-    } = &error
-    {
-        extensions["field"] = serde_json::Value::from(field.as_str());
-    }
-    let body = serde_json::json!({
-        "errors": [{"message": error.to_string(), "extensions": extensions}]
-    });
+    // The same error a resolver would give: message, code and `field`.
+    let body = serde_json::json!({ "errors": [error.to_server_error()] });
     (status, Json(body)).into_response()
 }
 
