@@ -30,17 +30,33 @@ impl AppState {
     /// the trusted documents (`PERSISTED_DOCUMENTS`) cannot be read.
     pub fn try_new(db: Database, config: Config, secret: &[u8]) -> anyhow::Result<Self> {
         let persisted = crate::graphql::persisted::PersistedDocuments::from_config(&config)?;
+        Ok(Self::with_persisted(
+            db,
+            config,
+            secret,
+            Arc::new(persisted),
+        ))
+    }
+
+    /// State with trusted documents already read (start-up reads them before
+    /// anything else, so that a bad manifest starts nothing).
+    pub fn with_persisted(
+        db: Database,
+        config: Config,
+        secret: &[u8],
+        persisted: Arc<crate::graphql::persisted::PersistedDocuments>,
+    ) -> Self {
         let metrics = (config.metrics_addr.is_some() || config.metrics_token.is_some())
             .then(crate::metrics::install);
-        Ok(Self {
+        Self {
             db,
             realtime: crate::realtime::Realtime::new(&config.subscriptions),
             config: Arc::new(config),
             auth: Authenticator::new(secret),
             playground_token: None,
             metrics,
-            persisted: Arc::new(persisted),
-        })
+            persisted,
+        }
     }
 
     /// [`AppState::try_new`] for tests and benchmarks, whose configuration is known good.

@@ -2,6 +2,7 @@
 //! HTTP server and its graceful stop.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use diesel::sql_types::Text;
@@ -143,15 +144,21 @@ impl Drop for AbortOnDrop {
 /// `cortex serve`: database, migrations, then HTTP until a stop signal.
 pub async fn serve(config: Config) -> Result<()> {
     // A bad trusted-documents manifest is a configuration error: said before a
-    // cluster starts (the state reads it again, where it is kept).
-    crate::graphql::persisted::PersistedDocuments::from_config(&config)?;
+    // cluster starts.
+    let persisted = Arc::new(crate::graphql::persisted::PersistedDocuments::from_config(
+        &config,
+    )?);
     let handle = DatabaseHandle::open(&config).await?;
-    let result = serve_on(&config, &handle).await;
+    let result = serve_on(&config, &handle, persisted).await;
     let closed = handle.close().await;
     result.and(closed)
 }
 
-async fn serve_on(config: &Config, handle: &DatabaseHandle) -> Result<()> {
+async fn serve_on(
+    config: &Config,
+    handle: &DatabaseHandle,
+    persisted: Arc<crate::graphql::persisted::PersistedDocuments>,
+) -> Result<()> {
     let applied = migrations::run_pending(&handle.url).await?;
     if !applied.is_empty() {
         tracing::info!(?applied, "applied migrations");
@@ -169,7 +176,7 @@ async fn serve_on(config: &Config, handle: &DatabaseHandle) -> Result<()> {
             crate::auth::load_or_create_local_secret(&config.embedded.data_dir)?
         }
     };
-    let mut state = AppState::try_new(db.clone(), config.clone(), &secret)?;
+    let mut state = AppState::with_persisted(db.clone(), config.clone(), &secret, persisted);
     if handle.is_embedded() && config.jwt_secret.is_none() {
         crate::seed::seed_demo(&db)
             .await
