@@ -16,21 +16,35 @@ const CREATE_CONV: &str = "mutation($w: ID!, $t: String!, $p: [String!]!) { crea
 const SEND: &str =
     "mutation($c: ID!, $text: String!) { sendMessage(input: {conversationId: $c, content: $text}) { id } }";
 
-/// alice's workspace, a conversation in it with carol, and a message: their ids.
-async fn alice_world(api: &Api) -> (String, String, String) {
-    let ws = api.ok("alice", CREATE_WS, json!({"name": "Alice's"})).await;
+/// A workspace of `owner` named `name` with one conversation (`topic`, with
+/// `participants`): their ids.
+async fn workspace_with_conversation(
+    api: &Api,
+    owner: &str,
+    name: &str,
+    topic: &str,
+    participants: Value,
+) -> (String, String) {
+    let ws = api.ok(owner, CREATE_WS, json!({"name": name})).await;
     let ws = ws["createWorkspace"]["id"].as_str().unwrap().to_string();
     let conv = api
         .ok(
-            "alice",
+            owner,
             CREATE_CONV,
-            json!({"w": ws, "t": "Plans", "p": ["carol"]}),
+            json!({"w": ws, "t": topic, "p": participants}),
         )
         .await;
     let conv = conv["createConversation"]["id"]
         .as_str()
         .unwrap()
         .to_string();
+    (ws, conv)
+}
+
+/// alice's workspace, a conversation in it with carol, and a message: their ids.
+async fn alice_world(api: &Api) -> (String, String, String) {
+    let (ws, conv) =
+        workspace_with_conversation(api, "alice", "Alice's", "Plans", json!(["carol"])).await;
     let msg = api
         .ok("alice", SEND, json!({"c": conv, "text": "hello"}))
         .await;
@@ -543,21 +557,9 @@ async fn the_readme_states_what_its_nested_query_costs() {
     // Full pages, so that the count holds "however many rows come back".
     let api = Api::new().await;
     for w in 0..2 {
-        let ws = api
-            .ok("alice", CREATE_WS, json!({"name": format!("w{w}")}))
-            .await;
-        let ws = ws["createWorkspace"]["id"].as_str().unwrap().to_string();
-        let conv = api
-            .ok(
-                "alice",
-                CREATE_CONV,
-                json!({"w": ws, "t": "t", "p": ["bob"]}),
-            )
-            .await;
-        let conv = conv["createConversation"]["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let name = format!("w{w}");
+        let (_, conv) =
+            workspace_with_conversation(&api, "alice", &name, "t", json!(["bob"])).await;
         api.ok("bob", SEND, json!({"c": conv, "text": "hi"})).await;
     }
     let (_, body) = api
