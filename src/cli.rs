@@ -62,9 +62,18 @@ pub enum Command {
         /// [default: one per core, at most 4].
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=16))]
         jobs: Option<u64>,
+        /// `bulk` drops the secondary indexes and foreign keys while loading and
+        /// rebuilds them at the end (for an empty or nearly empty database);
+        /// `incremental` keeps them [default: bulk when the file adds at least 50,000
+        /// messages and at least as many as the database holds].
+        #[arg(long, value_enum)]
+        mode: Option<crate::import::ImportMode>,
         /// Test hook: exit abruptly after this many committed batches.
         #[arg(long, hide = true)]
         abort_after_batches: Option<usize>,
+        /// Test hook: exit abruptly after a bulk import rebuilt this many objects.
+        #[arg(long, hide = true)]
+        abort_after_rebuilt: Option<usize>,
     },
     /// Dump the database (pg_dump, custom format) to `DIR/{db}_{YYYYmmdd_HHMMSS}.dump`.
     Backup {
@@ -164,13 +173,17 @@ async fn dispatch(cli: Cli) -> Result<()> {
             dry_run,
             batch_size,
             jobs,
+            mode,
             abort_after_batches,
+            abort_after_rebuilt,
         } => {
             let options = crate::import::ImportOptions {
                 dry_run,
                 batch_size: batch_size as usize,
                 jobs: jobs.map_or_else(crate::import::default_jobs, |n| n as usize),
+                mode,
                 abort_after_batches,
+                abort_after_rebuilt,
             };
             // The file is checked before anything starts or is written.
             let source = crate::import::open_source(path).await?;
@@ -233,7 +246,20 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Migrate { down } => {
             let handle = DatabaseHandle::open(&config).await?;
-            let result = if down {
+            let result = async {
+                if let Some(rebuilt) = crate::import::bulk::repair(&handle.url).await? {
+                    println!(
+                        "rebuilt {} indexes and foreign keys an interrupted bulk import had dropped ({:.1} s)",
+                        rebuilt.objects,
+                        rebuilt.elapsed.as_secs_f64()
+                    );
+                }
+                anyhow::Ok(())
+            }
+            .await;
+            let result = if result.is_err() {
+                result
+            } else if down {
                 crate::db::migrations::revert_all(&handle.url)
                     .await
                     .map(|v| {

@@ -159,6 +159,17 @@ async fn serve_on(
     handle: &DatabaseHandle,
     persisted: Arc<crate::graphql::persisted::PersistedDocuments>,
 ) -> Result<()> {
+    // A key that cannot be validated (its data needs a decision) must not keep the
+    // API down: it is logged, and `cortex migrate` or the next import says why.
+    match crate::import::bulk::repair(&handle.url).await {
+        Ok(Some(rebuilt)) => tracing::warn!(
+            objects = rebuilt.objects,
+            seconds = rebuilt.elapsed.as_secs_f64(),
+            "rebuilt the indexes and foreign keys an interrupted bulk import had dropped"
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::error!("cannot rebuild what an interrupted bulk import dropped: {e:#}"),
+    }
     let applied = migrations::run_pending(&handle.url).await?;
     if !applied.is_empty() {
         tracing::info!(?applied, "applied migrations");

@@ -2,7 +2,9 @@
 //! edge case of a Phase 4 file lands as the expected rows with an exact report; a
 //! second run changes nothing; an interrupted run (test hook, and `kill -9`) resumed
 //! ends equal to an uninterrupted one; `--dry-run` writes nothing; bad input is one
-//! clear error line with nothing written.
+//! clear error line with nothing written. Bulk mode lands the same rows, report,
+//! indexes and foreign keys, and a bulk import stopped at any point (while loading or
+//! while rebuilding) is repaired by `cortex migrate` or by the next import.
 
 mod common;
 
@@ -525,4 +527,287 @@ async fn bad_input_is_one_clear_error_and_writes_nothing() {
         );
     }
     assert_eq!(canonical(&db).await, ["count|0|0|0|0|0|0"]);
+}
+
+/// Every index and constraint of the schema, with whether it is validated, and the
+/// objects a bulk import still owes: two databases with the same lines have the
+/// same structure.
+async fn structure(db: &TestDb) -> Vec<String> {
+    common::text_lines(
+        &mut db.conn().await,
+        r#"
+        SELECT line FROM (
+          SELECT 'index|' || pg_get_indexdef(i.indexrelid) AS line
+            FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+           WHERE c.relnamespace = 'public'::regnamespace
+          UNION ALL
+          SELECT 'constraint|' || conrelid::regclass || '|' || conname || '|'
+                 || pg_get_constraintdef(oid) || '|' || convalidated
+            FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+          UNION ALL
+          SELECT 'deferred|' || count(*) FROM import_deferred_objects
+        ) t ORDER BY line
+        "#,
+    )
+    .await
+}
+
+fn deferred_line(structure: &[String]) -> &str {
+    structure
+        .iter()
+        .find(|l| l.starts_with("deferred|"))
+        .expect("a deferred line")
+}
+
+fn migrate(url: &str) -> Output {
+    common::cortex_command(&[("DATABASE_URL", url)])
+        .arg("migrate")
+        .output()
+        .expect("run cortex migrate")
+}
+
+#[tokio::test]
+async fn a_bulk_import_lands_the_same_rows_report_indexes_and_keys_as_an_incremental_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("phase4.db");
+    edge_case_fixture(&file);
+    let incremental = TestDb::new().await;
+    let bulk = TestDb::new().await;
+    let migrated = structure(&TestDb::new().await).await;
+    assert!(migrated.len() > 20, "{migrated:?}");
+    assert_eq!(deferred_line(&migrated), "deferred|0");
+    seed_existing_user(&incremental).await;
+    seed_existing_user(&bulk).await;
+
+    let args = ["--batch-size", "2", "--jobs", "2", "--mode"];
+    let incremental_out = assert_ok(&import(
+        &file,
+        &incremental.url,
+        &[&args[..], &["incremental"]].concat(),
+    ));
+    let bulk_out = assert_ok(&import(&file, &bulk.url, &[&args[..], &["bulk"]].concat()));
+    assert!(
+        incremental_out.contains("mode: incremental"),
+        "{incremental_out}"
+    );
+    assert!(
+        bulk_out.contains("mode: bulk (19 indexes and foreign keys rebuilt and validated in"),
+        "{bulk_out}"
+    );
+    for table in ["users", "workspaces", "conversations", "messages"] {
+        assert_eq!(
+            report_row(&bulk_out, table),
+            report_row(&incremental_out, table)
+        );
+    }
+    assert_eq!(canonical(&bulk).await, canonical(&incremental).await);
+    assert_eq!(structure(&bulk).await, migrated);
+
+    // Run again, bulk or not: nothing changes.
+    let again = assert_ok(&import(&file, &bulk.url, &["--mode", "bulk"]));
+    assert_eq!(report_row(&again, "messages")[2], "0", "{again}");
+    assert_eq!(canonical(&bulk).await, canonical(&incremental).await);
+    assert_eq!(structure(&bulk).await, migrated);
+}
+
+#[tokio::test]
+async fn a_small_file_is_imported_incrementally_unless_bulk_is_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("phase4.db");
+    edge_case_fixture(&file);
+    let db = TestDb::new().await;
+    let out = assert_ok(&import(&file, &db.url, &[]));
+    assert!(out.contains("mode: incremental"), "{out}");
+}
+
+#[tokio::test]
+async fn a_bulk_import_stopped_while_loading_or_rebuilding_is_repaired_and_resumes_to_the_same_end()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("phase4.db");
+    edge_case_fixture(&file);
+    let whole = TestDb::new().await;
+    assert_ok(&import(&file, &whole.url, &["--batch-size", "2"]));
+    let expected = canonical(&whole).await;
+    let migrated = structure(&whole).await;
+
+    // While loading (after k batches), then while rebuilding (after k objects: the
+    // first indexes, the last index, between the foreign keys).
+    let stops = [
+        ("--abort-after-batches", 1),
+        ("--abort-after-batches", 6),
+        ("--abort-after-batches", 10),
+        ("--abort-after-rebuilt", 1),
+        ("--abort-after-rebuilt", 15),
+        ("--abort-after-rebuilt", 17),
+    ];
+    for (i, (hook, k)) in stops.into_iter().enumerate() {
+        let db = TestDb::new().await;
+        let out = import(
+            &file,
+            &db.url,
+            &["--batch-size", "2", "--mode", "bulk", hook, &k.to_string()],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(75),
+            "{hook} {k}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stopped = structure(&db).await;
+        assert_ne!(deferred_line(&stopped), "deferred|0", "{hook} {k}");
+        assert_ne!(stopped, migrated, "{hook} {k}: nothing is missing");
+
+        if i % 2 == 0 {
+            // `cortex migrate` puts back what the stopped import had dropped...
+            let out = migrate(&db.url);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                stdout.contains("indexes and foreign keys an interrupted bulk import had dropped"),
+                "{hook} {k}: {stdout}"
+            );
+            assert_eq!(structure(&db).await, migrated, "{hook} {k}: after migrate");
+            // ...and the next import, chosen automatically, finishes the rows.
+            let out = assert_ok(&import(&file, &db.url, &["--batch-size", "2"]));
+            assert!(out.contains("mode: incremental"), "{out}");
+        } else {
+            // The next import, chosen automatically, resumes in bulk and rebuilds.
+            let out = assert_ok(&import(&file, &db.url, &["--batch-size", "2"]));
+            assert!(out.contains("mode: bulk ("), "{hook} {k}: {out}");
+        }
+        assert_eq!(canonical(&db).await, expected, "{hook} {k}");
+        assert_eq!(structure(&db).await, migrated, "{hook} {k}");
+    }
+}
+
+#[tokio::test]
+async fn a_bulk_import_killed_with_sigkill_mid_load_then_resumed_equals_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.db");
+    generated_fixture(&file, 30_000);
+    let whole = TestDb::new().await;
+    assert_ok(&import(&file, &whole.url, &["--batch-size", "500"]));
+    let expected = canonical(&whole).await;
+    let migrated = structure(&whole).await;
+
+    let killed = TestDb::new().await;
+    let mut child = common::cortex_command(&[("DATABASE_URL", &killed.url)])
+        .arg("import-sqlite")
+        .arg(&file)
+        .args(["--batch-size", "500", "--mode", "bulk"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut conn = killed.conn().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let n = common::text_lines(&mut conn, "SELECT count(*)::text AS line FROM messages").await;
+        if n[0].parse::<u64>().unwrap() >= 5_000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the import made no progress"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let stopped = structure(&killed).await;
+    assert_ne!(
+        canonical(&killed).await,
+        expected,
+        "the import finished before it was killed"
+    );
+    assert_ne!(deferred_line(&stopped), "deferred|0");
+
+    let out = assert_ok(&import(&file, &killed.url, &["--batch-size", "500"]));
+    assert!(out.contains("mode: bulk ("), "{out}");
+    assert_eq!(canonical(&killed).await, expected);
+    assert_eq!(structure(&killed).await, migrated);
+}
+
+#[tokio::test]
+async fn a_second_bulk_import_into_the_same_database_is_refused_while_one_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("phase4.db");
+    edge_case_fixture(&file);
+    let db = TestDb::new().await;
+    // Another importer's session holds the bulk lock.
+    let mut holder = db.conn().await;
+    common::text_lines(
+        &mut holder,
+        &format!(
+            "SELECT pg_advisory_lock({})::text AS line",
+            cortex::import::bulk::BULK_LOCK
+        ),
+    )
+    .await;
+    let out = import(&file, &db.url, &["--mode", "bulk"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("a bulk import into this database is running"),
+        "{stderr}"
+    );
+    assert_eq!(canonical(&db).await, ["count|0|0|0|0|0|0"]);
+    assert_eq!(deferred_line(&structure(&db).await), "deferred|0");
+}
+
+#[tokio::test]
+async fn a_conversation_deleted_while_a_bulk_import_is_stopped_takes_its_messages_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("phase4.db");
+    edge_case_fixture(&file);
+    let whole = TestDb::new().await;
+    assert_ok(&import(&file, &whole.url, &["--batch-size", "2"]));
+    let migrated = structure(&whole).await;
+
+    // Stopped after its last batch, before the rebuild: the keys are still dropped.
+    let db = TestDb::new().await;
+    let out = import(
+        &file,
+        &db.url,
+        &[
+            "--batch-size",
+            "2",
+            "--mode",
+            "bulk",
+            "--abort-after-batches",
+            "15",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(75));
+    let mut conn = db.conn().await;
+    let orphaned = "SELECT count(*)::text AS line FROM messages x
+        JOIN import_id_map m ON m.entity = 'message' AND m.new_id = x.id
+        WHERE m.old_id IN ('101', '106')";
+    assert_eq!(common::text_lines(&mut conn, orphaned).await, ["2"]);
+    // Deleted through the API's rule meanwhile: nothing cascades now...
+    let deleted = common::text_lines(
+        &mut conn,
+        "WITH d AS (DELETE FROM conversations WHERE id = (SELECT new_id FROM import_id_map
+             WHERE entity = 'conversation' AND old_id = 'c-text') RETURNING 1)
+         SELECT count(*)::text AS line FROM d",
+    )
+    .await;
+    assert_eq!(deleted, ["1"]);
+    assert_eq!(common::text_lines(&mut conn, orphaned).await, ["2"]);
+
+    // ...so the rebuild does what the cascade would have done, then validates.
+    let resumed = import(&file, &db.url, &["--batch-size", "2"]);
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert_ok(&resumed);
+    assert!(
+        stderr.contains("warning: 2 rows of `messages` lost their parent"),
+        "{stderr}"
+    );
+    assert_eq!(common::text_lines(&mut conn, orphaned).await, ["0"]);
+    assert_eq!(structure(&db).await, migrated);
 }

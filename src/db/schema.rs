@@ -41,6 +41,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    import_deferred_objects (kind, name) {
+        name -> Text,
+        table_name -> Text,
+        kind -> Text,
+        definition -> Text,
+        orphans -> Nullable<Text>,
+        deferred_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     import_id_map (entity, old_id) {
         entity -> Text,
         old_id -> Text,
@@ -101,6 +112,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     conversations,
     events,
     events_pruned,
+    import_deferred_objects,
     import_id_map,
     messages,
     users,

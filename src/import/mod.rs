@@ -9,11 +9,13 @@
 //! changes nothing. Every row read is accounted for: imported, already present, or
 //! skipped with its reason (each skip and each repair is also a warning line).
 
+pub mod bulk;
 mod progress;
 mod report;
 pub mod source;
 mod write;
 
+pub use bulk::ImportMode;
 use progress::Progress;
 pub use report::{ImportReport, SkipReason, TableReport};
 
@@ -46,8 +48,13 @@ pub struct ImportOptions {
     pub batch_size: usize,
     /// Batches written at once, each on its own connection (ignored by the dry run).
     pub jobs: usize,
+    /// Bulk or incremental; `None` chooses ([`bulk::Target::choose`]). A dry run
+    /// is always incremental.
+    pub mode: Option<ImportMode>,
     /// Test hook: exit abruptly (no cleanup) after this many committed batches.
     pub abort_after_batches: Option<usize>,
+    /// Test hook: exit abruptly after this many objects rebuilt by a bulk import.
+    pub abort_after_rebuilt: Option<usize>,
 }
 
 /// Opens and checks the SQLite file (see [`source::open`]), off the async threads.
@@ -94,6 +101,8 @@ pub async fn run(
         connections.push(conn);
     }
 
+    let mode = choose_and_prepare(url, options, &totals).await?;
+
     // Enough batches in flight to keep every writer busy, and no more: memory does
     // not grow with the file.
     let (sender, receiver) = tokio::sync::mpsc::channel::<source::Batch>(writers + 1);
@@ -111,6 +120,10 @@ pub async fn run(
                 .map(|(t, _)| (*t, TableReport::default()))
                 .collect(),
             dry_run: options.dry_run,
+            mode: mode
+                .as_ref()
+                .map_or(ImportMode::Incremental, |_| ImportMode::Bulk),
+            rebuilt: None,
         },
         totals,
         progress: Progress::new(),
@@ -140,9 +153,74 @@ pub async fn run(
     let read = reader
         .join()
         .map_err(|_| anyhow::anyhow!("the SQLite reader panicked"))?;
+    if let Some(mut control) = mode {
+        // Rebuilt whatever happened to the load: an error must not leave the tables
+        // without their indexes either.
+        eprintln!("import: rebuilding the indexes and foreign keys");
+        let rebuilt = bulk::rebuild(url, writers, options.abort_after_rebuilt).await;
+        bulk::unlock(&mut control).await.ok();
+        match rebuilt {
+            Ok(rebuilt) => state.report.rebuilt = Some(rebuilt),
+            Err(e) if result.is_ok() => return Err(e),
+            Err(e) => tracing::error!("{e:#}"),
+        }
+    }
     result?;
     read.context("cannot read the SQLite file")?;
     Ok(state.report)
+}
+
+/// Decides the mode and prepares the database for it. For bulk mode, returns the
+/// connection holding [`bulk::BULK_LOCK`], with the objects deferred. For an
+/// incremental run into a database a killed bulk import left without its indexes,
+/// rebuilds them first.
+async fn choose_and_prepare(
+    url: &str,
+    options: &ImportOptions,
+    totals: &[(&'static str, u64)],
+) -> Result<Option<AsyncPgConnection>> {
+    if options.dry_run {
+        return Ok(None);
+    }
+    let mut control = crate::db::connect_once(url)
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    let target = bulk::Target::read(&mut control)
+        .await
+        .context("cannot read the database's size")?;
+    let source_messages = totals
+        .iter()
+        .find(|(t, _)| *t == "messages")
+        .map_or(0, |(_, n)| *n);
+    let mode = options
+        .mode
+        .unwrap_or_else(|| target.choose(source_messages));
+    if mode == ImportMode::Incremental && target.deferred == 0 {
+        return Ok(None);
+    }
+    if !bulk::try_lock(&mut control)
+        .await
+        .context("cannot take the bulk import lock")?
+    {
+        anyhow::bail!(
+            "a bulk import into this database is running; wait for it to finish (it rebuilds the indexes at its end)"
+        );
+    }
+    if mode == ImportMode::Incremental {
+        let rebuilt = bulk::rebuild(url, options.jobs.max(1), None).await?;
+        eprintln!(
+            "import: rebuilt {} indexes and foreign keys left by an interrupted bulk import",
+            rebuilt.objects
+        );
+        bulk::unlock(&mut control).await?;
+        return Ok(None);
+    }
+    let dropped = bulk::defer(&mut control).await?;
+    eprintln!(
+        "import: bulk mode: {} indexes and foreign keys dropped until the end",
+        dropped as u64 + target.deferred
+    );
+    Ok(Some(control))
 }
 
 /// A finished write: the connection to reuse, the batch, and its rows' outcomes.

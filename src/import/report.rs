@@ -65,12 +65,16 @@ impl TableReport {
 }
 
 /// The accounting of a whole import, per table in import order.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ImportReport {
     /// `(table, report)` in import order.
     pub tables: Vec<(&'static str, TableReport)>,
     /// Whether nothing was written.
     pub dry_run: bool,
+    /// How the rows were written.
+    pub mode: ImportMode,
+    /// What bulk mode rebuilt at the end.
+    pub rebuilt: Option<bulk::Rebuilt>,
 }
 
 impl fmt::Display for ImportReport {
@@ -127,6 +131,15 @@ impl fmt::Display for ImportReport {
         writeln!(f, "{table}")?;
         if self.dry_run {
             writeln!(f, "dry run: nothing was written")?;
+        } else if let Some(rebuilt) = &self.rebuilt {
+            writeln!(
+                f,
+                "mode: bulk ({} indexes and foreign keys rebuilt and validated in {:.2} s)",
+                rebuilt.objects,
+                rebuilt.elapsed.as_secs_f64()
+            )?;
+        } else {
+            writeln!(f, "mode: {}", self.mode)?;
         }
         Ok(())
     }
