@@ -9,6 +9,8 @@ CREATE TABLE import_deferred_objects (
     table_name  text NOT NULL,
     kind        text NOT NULL CHECK (kind IN ('index', 'foreign_key')),
     definition  text NOT NULL,
+    -- An index's key columns: the rebuild starts the widest GIN indexes first.
+    key_columns text[] NOT NULL DEFAULT '{}',
     -- For a foreign key with ON DELETE CASCADE: the DELETE that does what the cascade
     -- would have done to rows whose parent was deleted while the key was dropped.
     orphans     text,

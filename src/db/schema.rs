@@ -46,6 +46,7 @@ diesel::table! {
         table_name -> Text,
         kind -> Text,
         definition -> Text,
+        key_columns -> Array<Text>,
         orphans -> Nullable<Text>,
         deferred_at -> Timestamptz,
     }

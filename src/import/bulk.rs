@@ -196,20 +196,23 @@ pub(super) async fn defer(conn: &mut AsyncPgConnection) -> Result<usize> {
                            'DELETE FROM %s AS child WHERE (%s) IS NOT NULL AND NOT EXISTS '
                            '(SELECT 1 FROM %s AS parent WHERE (%s) = (%s))',
                            c.conrelid::regclass, k.child, c.confrelid::regclass, k.parent, k.child)
-                       END AS orphans
+                       END AS orphans,
+                       '{}'::text[] AS key_columns
                 FROM pg_constraint c JOIN columns k ON k.oid = c.oid
                 UNION ALL
                 -- Not the primary keys (every batch looks rows up by them), nor unique
                 -- or constraint-backed indexes (they decide between rows).
                 SELECT i.indexrelid::regclass::text, i.indrelid::regclass::text,
-                       'index', pg_get_indexdef(i.indexrelid), NULL
+                       'index', pg_get_indexdef(i.indexrelid), NULL,
+                       ARRAY(SELECT a.attname::text FROM pg_attribute a
+                             WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey))
                 FROM pg_index i
                 WHERE i.indrelid IN (SELECT oid FROM tables)
                   AND NOT i.indisprimary AND NOT i.indisunique
                   AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
             )
-            INSERT INTO import_deferred_objects (name, table_name, kind, definition, orphans)
-            SELECT name, table_name, kind, definition, orphans FROM found
+            INSERT INTO import_deferred_objects (name, table_name, kind, definition, orphans, key_columns)
+            SELECT name, table_name, kind, definition, orphans, key_columns FROM found
             ON CONFLICT DO NOTHING
             RETURNING kind, CASE kind
                 WHEN 'foreign_key' THEN format('ALTER TABLE %s DROP CONSTRAINT %I', table_name, name)
@@ -276,6 +279,13 @@ pub(super) async fn rebuild(url: &str, jobs: usize, abort_after: AbortAfter) -> 
     let mut conn = crate::db::connect_once(url)
         .await
         .context("cannot connect to PostgreSQL to rebuild the indexes")?;
+    // The tables grew faster than autovacuum samples them: the order below, the
+    // validations, and the API's first plans (and the next import's) need today's
+    // statistics. Indexes add none for plain columns, so once, first, is enough.
+    let tables = [&DEFERRED_TABLES[..], &["import_id_map"]].concat();
+    conn.batch_execute(&format!("ANALYZE {}", tables.join(", ")))
+        .await
+        .context("cannot analyze the imported tables")?;
     let all: Vec<Deferred> = diesel::sql_query(
         r#"
         SELECT d.kind, d.name, d.table_name,
@@ -295,11 +305,17 @@ pub(super) async fn rebuild(url: &str, jobs: usize, abort_after: AbortAfter) -> 
                d.orphans
         FROM import_deferred_objects d
         -- Foreign keys parent table first, so that a cascade's deletes reach the
-        -- grandchildren; indexes largest first.
+        -- grandchildren. Indexes longest build first, so that the longest builds
+        -- overlap: largest table, GIN before btree, then the widest columns (a GIN
+        -- entry per lexeme of a tsvector, a few per jsonb document).
         ORDER BY d.kind DESC,
                  CASE d.kind WHEN 'foreign_key' THEN array_position($1::text[], d.table_name) END,
                  pg_relation_size(to_regclass(d.table_name)) DESC,
-                 d.definition LIKE '% USING gin %' DESC, d.name
+                 d.definition LIKE '% USING gin %' DESC,
+                 (SELECT sum(s.avg_width) FROM pg_stats s
+                  WHERE s.schemaname = current_schema() AND s.tablename = d.table_name
+                    AND s.attname = ANY (d.key_columns)) DESC NULLS LAST,
+                 d.name
         "#,
     )
     .bind::<diesel::sql_types::Array<Text>, _>(DEFERRED_TABLES.to_vec())
@@ -383,16 +399,30 @@ async fn finish(conn: &mut AsyncPgConnection, object: &Deferred) -> Result<()> {
                 .with_context(what)?;
         }
         conn.transaction(async |conn| {
-            if let Some(orphans) = &object.orphans {
-                let deleted = diesel::sql_query(orphans).execute(conn).await?;
-                if deleted > 0 {
+            // Validated at once in the usual case; a violation of a cascading key
+            // (its parent deleted meanwhile) rolls back to the savepoint, deletes
+            // what the cascade would have, and validates again.
+            let validated = conn
+                .transaction(async |conn| conn.batch_execute(&object.validate).await)
+                .await;
+            match (validated, &object.orphans) {
+                (Ok(()), _) => {}
+                (
+                    Err(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::ForeignKeyViolation,
+                        _,
+                    )),
+                    Some(orphans),
+                ) => {
+                    let deleted = diesel::sql_query(orphans).execute(conn).await?;
                     eprintln!(
                         "warning: {deleted} rows of `{}` lost their parent while `{}` was dropped (deleted meanwhile); deleted, as ON DELETE CASCADE would have",
                         object.table_name, object.name
                     );
+                    conn.batch_execute(&object.validate).await?;
                 }
+                (Err(e), _) => return Err(e),
             }
-            conn.batch_execute(&object.validate).await?;
             forget(conn, object).await
         })
         .await
