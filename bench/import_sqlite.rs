@@ -2,9 +2,12 @@
 //! (1,000 users, 10,000 workspaces, 100,000 conversations, 1,000,000 messages),
 //! imports it into a fresh database of a private PostgreSQL with the release
 //! binary, and prints rows per second and the importer's peak memory; then runs it
-//! again (which must change nothing) and times that too.
+//! again (which must change nothing) and times that too. In the same run, when
+//! `pgloader` is installed (`apt-get install pgloader`), it copies the same file into
+//! another database of the same cluster, for comparison.
 //!
-//! `cargo bench --bench import_sqlite` (set `IMPORT_BENCH_MESSAGES` for a smaller file).
+//! `cargo bench --bench import_sqlite` (set `IMPORT_BENCH_MESSAGES` for a smaller
+//! file, `IMPORT_BENCH_ARGS` for extra importer arguments, e.g. `--mode incremental`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,6 +20,7 @@ const USERS: u64 = 1_000;
 const WORKSPACES: u64 = 10_000;
 const CONVERSATIONS: u64 = 100_000;
 const DATABASE: &str = "cortex_bench_import";
+const PGLOADER_DATABASE: &str = "cortex_bench_pgloader";
 
 fn generate(path: &Path, messages: u64) -> rusqlite::Result<()> {
     let tmp = path.with_extension("partial");
@@ -104,9 +108,11 @@ fn generate(path: &Path, messages: u64) -> rusqlite::Result<()> {
 /// Runs the release importer; returns its stdout, wall time and peak RSS (KiB).
 fn import(url: &str, file: &Path) -> (String, f64, i64) {
     let started = Instant::now();
+    let extra = std::env::var("IMPORT_BENCH_ARGS").unwrap_or_default();
     let output = Command::new(env!("CARGO_BIN_EXE_cortex"))
         .args(["import-sqlite"])
         .arg(file)
+        .args(extra.split_whitespace())
         .env("DATABASE_URL", url)
         .env("RUST_LOG", "warn")
         .output()
@@ -125,6 +131,55 @@ fn import(url: &str, file: &Path) -> (String, f64, i64) {
         seconds,
         usage.ru_maxrss,
     )
+}
+
+/// Copies `file` with pgloader (its defaults: create tables, copy, create indexes)
+/// into a fresh database of the same cluster; returns the wall time, or `None` when
+/// pgloader is not installed.
+fn pgloader(admin: &str, url: &str, file: &Path) -> anyhow::Result<Option<f64>> {
+    if Command::new("pgloader").arg("--version").output().is_err() {
+        return Ok(None);
+    }
+    recreate_database(admin, PGLOADER_DATABASE)?;
+    // pgloader names a Unix socket as `unix:DIR:PORT`.
+    let parsed = url::Url::parse(url)?;
+    let socket_dir = parsed
+        .query_pairs()
+        .find(|(k, _)| k == "host")
+        .map(|(_, v)| v.into_owned())
+        .expect("the embedded cluster's URL names its socket folder");
+    let target = format!(
+        "pgsql://{}@unix:{socket_dir}:{}/{PGLOADER_DATABASE}",
+        parsed.username(),
+        parsed.port().unwrap_or(5432)
+    );
+    let started = Instant::now();
+    let output = Command::new("pgloader")
+        .arg(format!("sqlite://{}", file.display()))
+        .arg(target)
+        .output()?;
+    let seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        output.status.success(),
+        "pgloader failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(Some(seconds))
+}
+
+fn recreate_database(admin: &str, name: &str) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(async {
+        use diesel_async::RunQueryDsl;
+        let mut conn = connect_once(admin).await?;
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await?;
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
+        anyhow::Ok(())
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -151,17 +206,7 @@ fn main() -> anyhow::Result<()> {
     let cluster = EmbeddedCluster::start(&options)?;
     let admin = cluster.database_url("postgres");
     let url = cluster.database_url(DATABASE);
-    tokio::runtime::Runtime::new()?.block_on(async {
-        use diesel_async::RunQueryDsl;
-        let mut conn = connect_once(&admin).await?;
-        diesel::sql_query(format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await?;
-        diesel::sql_query(format!("CREATE DATABASE {DATABASE}"))
-            .execute(&mut conn)
-            .await?;
-        anyhow::Ok(())
-    })?;
+    recreate_database(&admin, DATABASE)?;
 
     let rows = USERS + WORKSPACES + CONVERSATIONS + messages;
     println!(
@@ -182,6 +227,13 @@ fn main() -> anyhow::Result<()> {
         "second run: {seconds:.1} s, {:.0} rows/s checked",
         rows as f64 / seconds
     );
+    match pgloader(&admin, &url, &file)? {
+        Some(seconds) => println!(
+            "pgloader (same file, same cluster, its defaults): {seconds:.1} s end to end, {:.0} messages/s (whole run)",
+            messages as f64 / seconds
+        ),
+        None => println!("pgloader: not installed (apt-get install pgloader), not compared"),
+    }
     cluster.stop()?;
     Ok(())
 }
