@@ -7,7 +7,8 @@
 //! another database of the same cluster, for comparison.
 //!
 //! `cargo bench --bench import_sqlite` (set `IMPORT_BENCH_MESSAGES` for a smaller
-//! file, `IMPORT_BENCH_ARGS` for extra importer arguments, e.g. `--mode incremental`).
+//! file, `IMPORT_BENCH_ARGS` for extra importer arguments, e.g. `--mode incremental`,
+//! `IMPORT_BENCH_BIN` for another build of `cortex`, e.g. an older commit's).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -109,7 +110,10 @@ fn generate(path: &Path, messages: u64) -> rusqlite::Result<()> {
 fn import(url: &str, file: &Path) -> (String, f64, i64) {
     let started = Instant::now();
     let extra = std::env::var("IMPORT_BENCH_ARGS").unwrap_or_default();
-    let output = Command::new(env!("CARGO_BIN_EXE_cortex"))
+    // Another build (say, an older commit's, for a before/after) when asked for.
+    let binary = std::env::var("IMPORT_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_cortex").to_string());
+    let output = Command::new(binary)
         .args(["import-sqlite"])
         .arg(file)
         .args(extra.split_whitespace())
