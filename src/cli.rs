@@ -246,40 +246,43 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Migrate { down } => {
             let handle = DatabaseHandle::open(&config).await?;
-            let result = async {
-                if let Some(rebuilt) = crate::import::bulk::repair(&handle.url).await? {
-                    println!(
-                        "rebuilt {} indexes and foreign keys an interrupted bulk import had dropped ({:.1} s)",
-                        rebuilt.objects,
-                        rebuilt.elapsed.as_secs_f64()
-                    );
-                }
-                anyhow::Ok(())
-            }
-            .await;
-            let result = if result.is_err() {
-                result
-            } else if down {
-                crate::db::migrations::revert_all(&handle.url)
-                    .await
-                    .map(|v| {
-                        println!("reverted {} migration(s): {}", v.len(), v.join(", "));
-                    })
-            } else {
-                crate::db::migrations::run_pending(&handle.url)
-                    .await
-                    .map(|v| {
-                        if v.is_empty() {
-                            println!("the database is up to date");
-                        } else {
-                            println!("applied {} migration(s): {}", v.len(), v.join(", "));
-                        }
-                    })
-            };
+            let result = migrate(&handle.url, down).await;
             let closed = handle.close().await;
             result.and(closed)
         }
     }
+}
+
+/// `cortex migrate`: first rebuilds what a stopped bulk import dropped (a migration
+/// must meet the tables whole), then applies or reverts the migrations.
+async fn migrate(url: &str, down: bool) -> Result<()> {
+    if let Some(rebuilt) = crate::import::bulk::repair(url).await? {
+        println!(
+            "rebuilt {} indexes and foreign keys an interrupted bulk import had dropped ({:.1} s)",
+            rebuilt.objects,
+            rebuilt.elapsed.as_secs_f64()
+        );
+    }
+    if down {
+        let reverted = crate::db::migrations::revert_all(url).await?;
+        println!(
+            "reverted {} migration(s): {}",
+            reverted.len(),
+            reverted.join(", ")
+        );
+    } else {
+        let applied = crate::db::migrations::run_pending(url).await?;
+        if applied.is_empty() {
+            println!("the database is up to date");
+        } else {
+            println!(
+                "applied {} migration(s): {}",
+                applied.len(),
+                applied.join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Asks on the terminal before a restore replaces the database's contents; with no
