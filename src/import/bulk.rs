@@ -14,10 +14,13 @@
 //!   them before anything else ([`repair`]);
 //! - a bulk import holds [`BULK_LOCK`] (session-level, so released if the process
 //!   dies): a second bulk import refuses to start, and a repair leaves a running
-//!   import's objects alone.
+//!   import's objects alone;
+//! - while a key is dropped, deleting a parent through the API cascades to nothing:
+//!   a cascading key that fails its validation first gets the `DELETE` the cascade
+//!   would have made (recorded with the key), then is validated again.
 //!
-//! The DDL is the only SQL here not built with binds: PostgreSQL cannot bind
-//! identifiers. Its text comes from PostgreSQL's own catalog (`pg_get_indexdef`,
+//! The DDL and that `DELETE` are the only SQL here not built with binds: PostgreSQL
+//! cannot bind identifiers. Its text comes from PostgreSQL's own catalog (`pg_get_indexdef`,
 //! `pg_get_constraintdef`) and names are quoted by `format('%I')`; nothing of the
 //! SQLite file reaches it.
 

@@ -154,7 +154,7 @@ pub async fn run(
         .join()
         .map_err(|_| anyhow::anyhow!("the SQLite reader panicked"))?;
     if let Some(mut control) = mode {
-        // Rebuilt whatever happened to the load: an error must not leave the tables
+        // Rebuild whatever happened to the load: an error must not leave the tables
         // without their indexes either.
         eprintln!("import: rebuilding the indexes and foreign keys");
         let rebuilt = bulk::rebuild(url, writers, options.abort_after_rebuilt).await;
