@@ -356,6 +356,34 @@ fn generated_fixture(path: &Path, n: usize) {
     tx.commit().unwrap();
 }
 
+/// Starts an import of `file` into `db` and kills it with SIGKILL once 5,000
+/// messages are in, whatever the importer is doing at that moment.
+async fn kill_once_messages_are_in(file: &Path, db: &TestDb, args: &[&str]) {
+    let mut child = common::cortex_command(&[("DATABASE_URL", &db.url)])
+        .arg("import-sqlite")
+        .arg(file)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut conn = db.conn().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let n = common::text_lines(&mut conn, "SELECT count(*)::text AS line FROM messages").await;
+        if n[0].parse::<u64>().unwrap() >= 5_000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the import made no progress"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
 #[tokio::test]
 async fn parallel_writers_keep_the_first_row_of_a_repeated_id_like_a_single_writer() {
     let dir = tempfile::tempdir().unwrap();
@@ -443,30 +471,7 @@ async fn an_import_killed_with_sigkill_mid_run_then_resumed_equals_an_uninterrup
     assert!(expected.contains(&"count|3|5|50|30000|30055|0".to_string()));
 
     let killed = TestDb::new().await;
-    let mut child = common::cortex_command(&[("DATABASE_URL", &killed.url)])
-        .arg("import-sqlite")
-        .arg(&file)
-        .args(["--batch-size", "500"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Kill once some messages are in, whatever the importer is doing at that moment.
-    let mut conn = killed.conn().await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let n = common::text_lines(&mut conn, "SELECT count(*)::text AS line FROM messages").await;
-        if n[0].parse::<u64>().unwrap() >= 5_000 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the import made no progress"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    kill_once_messages_are_in(&file, &killed, &["--batch-size", "500"]).await;
     assert_ne!(
         canonical(&killed).await,
         expected,
@@ -696,29 +701,7 @@ async fn a_bulk_import_killed_with_sigkill_mid_load_then_resumed_equals_an_unint
     let migrated = structure(&whole).await;
 
     let killed = TestDb::new().await;
-    let mut child = common::cortex_command(&[("DATABASE_URL", &killed.url)])
-        .arg("import-sqlite")
-        .arg(&file)
-        .args(["--batch-size", "500", "--mode", "bulk"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut conn = killed.conn().await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let n = common::text_lines(&mut conn, "SELECT count(*)::text AS line FROM messages").await;
-        if n[0].parse::<u64>().unwrap() >= 5_000 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the import made no progress"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    kill_once_messages_are_in(&file, &killed, &["--batch-size", "500", "--mode", "bulk"]).await;
     let stopped = structure(&killed).await;
     assert_ne!(
         canonical(&killed).await,
