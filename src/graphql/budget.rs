@@ -4,7 +4,8 @@
 //! The limits bound what a document may ask before it runs (`limits.rs`); this
 //! bounds what it actually costs. [`within`] measures the CPU time of the thread
 //! while it polls the request's future, and only then (time spent waiting on
-//! PostgreSQL, or on other requests sharing the thread, is not counted). Once the
+//! PostgreSQL, or on other requests sharing the thread, is not counted); for the
+//! first [`PRECISE_AFTER`] of polling, the polls' wall time stands in for it. Once the
 //! total passes the budget the future is dropped, which cancels its statements,
 //! and the client gets `TIMEOUT` with `extensions.limit = "cpu"`.
 //!
@@ -66,12 +67,12 @@ thread_local! {
 pub async fn within<F: Future>(budget: Duration, work: F) -> Result<F::Output, OverBudget> {
     let mut work = pin!(work);
     let mut spent = Duration::ZERO;
+    let mut cost = PollCost::default();
     std::future::poll_fn(move |cx| {
         let left = budget.saturating_sub(spent);
         let outer = POLL.replace(Some((Instant::now(), left)));
-        let start = thread_cpu_time();
-        let poll = work.as_mut().poll(cx);
-        spent += thread_cpu_time().saturating_sub(start);
+        let (poll, cpu) = cost.measure(|| work.as_mut().poll(cx));
+        spent += cpu;
         POLL.set(outer);
         match poll {
             Poll::Ready(output) => Poll::Ready(Ok(output)),
@@ -85,13 +86,46 @@ pub async fn within<F: Future>(budget: Duration, work: F) -> Result<F::Output, O
 /// Runs `work`, adding the CPU time of its polls to `meter`.
 pub async fn metered<F: Future>(meter: &CpuMeter, work: F) -> F::Output {
     let mut work = pin!(work);
+    let mut cost = PollCost::default();
     std::future::poll_fn(move |cx| {
-        let start = thread_cpu_time();
-        let poll = work.as_mut().poll(cx);
-        meter.add(thread_cpu_time().saturating_sub(start));
+        let (poll, cpu) = cost.measure(|| work.as_mut().poll(cx));
+        meter.add(cpu);
         poll
     })
     .await
+}
+
+/// Wall time of its polls after which a piece of work's CPU time is read from the
+/// thread's CPU clock. Before it, a poll's wall time stands in for its CPU time
+/// (an upper bound: a poll runs on one thread from start to end): reading the CPU
+/// clock is a system call, twice per poll, and it cost 5 % of the server's CPU on
+/// point reads, whose polls all end well within this. At most this much of a
+/// budget can be time the thread was preempted rather than running.
+pub const PRECISE_AFTER: Duration = Duration::from_millis(1);
+
+/// The cost of each poll of one piece of work (see [`PRECISE_AFTER`]).
+#[derive(Debug, Default)]
+struct PollCost {
+    /// Wall time of the polls measured by the monotonic clock so far.
+    wall: Duration,
+}
+
+impl PollCost {
+    /// Runs one poll; returns its result and its CPU time (or its wall time while
+    /// the work's polls have run for less than [`PRECISE_AFTER`] in all).
+    fn measure<R>(&mut self, poll: impl FnOnce() -> R) -> (R, Duration) {
+        if self.wall < PRECISE_AFTER {
+            let start = Instant::now();
+            let output = poll();
+            let spent = start.elapsed();
+            self.wall += spent;
+            (output, spent)
+        } else {
+            let start = thread_cpu_time();
+            let output = poll();
+            (output, thread_cpu_time().saturating_sub(start))
+        }
+    }
 }
 
 /// Longest a poll under [`within`] runs before a [`checkpoint`] lets the
@@ -275,6 +309,16 @@ mod tests {
         let waker = std::task::Waker::noop();
         let mut cx = std::task::Context::from_waker(waker);
         assert!(ready.poll(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn a_poll_is_timed_by_the_wall_clock_until_the_work_has_run_for_a_millisecond() {
+        let mut cost = PollCost::default();
+        // Asleep, not running: the wall clock counts it, the CPU clock would not.
+        let ((), first) = cost.measure(|| std::thread::sleep(PRECISE_AFTER));
+        assert!(first >= PRECISE_AFTER, "{first:?}");
+        let ((), second) = cost.measure(|| std::thread::sleep(Duration::from_millis(20)));
+        assert!(second < Duration::from_millis(5), "{second:?}");
     }
 
     #[test]
