@@ -77,6 +77,23 @@ fn edge_case_fixture(path: &Path) {
     .unwrap();
 }
 
+/// The edge-case fixture in a fresh temporary folder (kept while the guard lives).
+fn edge_case_file() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("phase4.db");
+    edge_case_fixture(&file);
+    (dir, file)
+}
+
+/// Imports `file` with `args` into a fresh database, uninterrupted: its rows
+/// ([`canonical`]) and its structure ([`structure`]), what a stopped and resumed
+/// import must end equal to.
+async fn uninterrupted(file: &Path, args: &[&str]) -> (Vec<String>, Vec<String>) {
+    let whole = TestDb::new().await;
+    assert_ok(&import(file, &whole.url, args));
+    (canonical(&whole).await, structure(&whole).await)
+}
+
 async fn seed_existing_user(db: &TestDb) {
     let mut conn = db.conn().await;
     cortex::db::users::create(
@@ -155,9 +172,7 @@ fn assert_ok(out: &Output) -> String {
 
 #[tokio::test]
 async fn every_edge_case_lands_as_the_expected_rows_with_an_exact_report() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("phase4.db");
-    edge_case_fixture(&file);
+    let (_dir, file) = edge_case_file();
     let db = TestDb::new().await;
     seed_existing_user(&db).await;
 
@@ -293,9 +308,7 @@ fn md5(text: &str) -> String {
 
 #[tokio::test]
 async fn a_dry_run_prints_the_same_report_and_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("phase4.db");
-    edge_case_fixture(&file);
+    let (_dir, file) = edge_case_file();
     let dry = TestDb::new().await;
     let real = TestDb::new().await;
     let dry_out = assert_ok(&import(
@@ -430,12 +443,8 @@ async fn parallel_writers_keep_the_first_row_of_a_repeated_id_like_a_single_writ
 
 #[tokio::test]
 async fn an_import_aborted_after_some_batches_then_resumed_equals_an_uninterrupted_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("phase4.db");
-    edge_case_fixture(&file);
-    let whole = TestDb::new().await;
-    assert_ok(&import(&file, &whole.url, &["--batch-size", "2"]));
-    let expected = canonical(&whole).await;
+    let (_dir, file) = edge_case_file();
+    let (expected, _) = uninterrupted(&file, &["--batch-size", "2"]).await;
 
     // Abort after every possible number of committed batches, then resume.
     for k in [1, 3, 5, 8, 10] {
@@ -465,9 +474,7 @@ async fn an_import_killed_with_sigkill_mid_run_then_resumed_equals_an_uninterrup
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big.db");
     generated_fixture(&file, 30_000);
-    let whole = TestDb::new().await;
-    assert_ok(&import(&file, &whole.url, &["--batch-size", "500"]));
-    let expected = canonical(&whole).await;
+    let (expected, _) = uninterrupted(&file, &["--batch-size", "500"]).await;
     assert!(expected.contains(&"count|3|5|50|30000|30055|0".to_string()));
 
     let killed = TestDb::new().await;
@@ -573,9 +580,7 @@ fn migrate(url: &str) -> Output {
 
 #[tokio::test]
 async fn a_bulk_import_lands_the_same_rows_report_indexes_and_keys_as_an_incremental_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("phase4.db");
-    edge_case_fixture(&file);
+    let (_dir, file) = edge_case_file();
     let incremental = TestDb::new().await;
     let bulk = TestDb::new().await;
     let migrated = structure(&TestDb::new().await).await;
@@ -617,9 +622,7 @@ async fn a_bulk_import_lands_the_same_rows_report_indexes_and_keys_as_an_increme
 
 #[tokio::test]
 async fn a_small_file_is_imported_incrementally_unless_bulk_is_asked_for() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("phase4.db");
-    edge_case_fixture(&file);
+    let (_dir, file) = edge_case_file();
     let db = TestDb::new().await;
     let out = assert_ok(&import(&file, &db.url, &[]));
     assert!(out.contains("mode: incremental"), "{out}");
@@ -628,13 +631,8 @@ async fn a_small_file_is_imported_incrementally_unless_bulk_is_asked_for() {
 #[tokio::test]
 async fn a_bulk_import_stopped_while_loading_or_rebuilding_is_repaired_and_resumes_to_the_same_end()
 {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("phase4.db");
-    edge_case_fixture(&file);
-    let whole = TestDb::new().await;
-    assert_ok(&import(&file, &whole.url, &["--batch-size", "2"]));
-    let expected = canonical(&whole).await;
-    let migrated = structure(&whole).await;
+    let (_dir, file) = edge_case_file();
+    let (expected, migrated) = uninterrupted(&file, &["--batch-size", "2"]).await;
 
     // While loading (after k batches), then while rebuilding (after k objects: the
     // first indexes, the last index, between the foreign keys).
@@ -695,10 +693,7 @@ async fn a_bulk_import_killed_with_sigkill_mid_load_then_resumed_equals_an_unint
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big.db");
     generated_fixture(&file, 30_000);
-    let whole = TestDb::new().await;
-    assert_ok(&import(&file, &whole.url, &["--batch-size", "500"]));
-    let expected = canonical(&whole).await;
-    let migrated = structure(&whole).await;
+    let (expected, migrated) = uninterrupted(&file, &["--batch-size", "500"]).await;
 
     let killed = TestDb::new().await;
     kill_once_messages_are_in(&file, &killed, &["--batch-size", "500", "--mode", "bulk"]).await;
@@ -718,9 +713,7 @@ async fn a_bulk_import_killed_with_sigkill_mid_load_then_resumed_equals_an_unint
 
 #[tokio::test]
 async fn a_second_bulk_import_into_the_same_database_is_refused_while_one_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("phase4.db");
-    edge_case_fixture(&file);
+    let (_dir, file) = edge_case_file();
     let db = TestDb::new().await;
     // Another importer's session holds the bulk lock.
     let mut holder = db.conn().await;
@@ -745,12 +738,8 @@ async fn a_second_bulk_import_into_the_same_database_is_refused_while_one_runs()
 
 #[tokio::test]
 async fn a_conversation_deleted_while_a_bulk_import_is_stopped_takes_its_messages_with_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("phase4.db");
-    edge_case_fixture(&file);
-    let whole = TestDb::new().await;
-    assert_ok(&import(&file, &whole.url, &["--batch-size", "2"]));
-    let migrated = structure(&whole).await;
+    let (_dir, file) = edge_case_file();
+    let (_, migrated) = uninterrupted(&file, &["--batch-size", "2"]).await;
 
     // Stopped after its last batch, before the rebuild: the keys are still dropped.
     let db = TestDb::new().await;
