@@ -9,8 +9,10 @@ use crate::db::Database;
 /// What the HTTP handlers share: pool, configuration and token verification.
 #[derive(Clone)]
 pub struct AppState {
-    /// The connection pool.
+    /// The connection pool (the primary).
     pub db: Database,
+    /// Read replicas (`DATABASE_REPLICA_URLS`), when configured.
+    pub replicas: Option<crate::db::replicas::Replicas>,
     /// The configuration the server started with.
     pub config: Arc<Config>,
     /// Verifies bearer tokens.
@@ -50,6 +52,7 @@ impl AppState {
             .then(crate::metrics::install);
         Self {
             db,
+            replicas: None,
             realtime: crate::realtime::Realtime::new(&config.subscriptions),
             config: Arc::new(config),
             auth: Authenticator::new(secret),

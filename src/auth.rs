@@ -178,7 +178,6 @@ impl Authenticator {
     }
 
     async fn load_or_create(&self, db: &Database, claims: &Claims) -> AppResult<User> {
-        let mut conn = db.conn(None).await?;
         let name: String = claims
             .name
             .clone()
@@ -192,17 +191,19 @@ impl Authenticator {
             email: claims.email.clone().filter(|e| e.len() <= 255),
             metadata: serde_json::json!({}),
         };
-        match users::get_or_create(&mut conn, &new).await {
-            Ok(user) => Ok(user),
-            // Another user already has this e-mail: create the row without it.
-            Err(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _,
-            )) => {
-                let new = NewUser { email: None, ..new };
-                Ok(users::get_or_create(&mut conn, &new).await?)
-            }
-            Err(e) => Err(e.into()),
+        let create = async |new: &NewUser| {
+            db.run(
+                None,
+                async |conn| Ok(users::get_or_create(conn, new).await?),
+            )
+            .await
+        };
+        // Two units: the failed insert ends its transaction (PgBouncer-safe mode).
+        match create(&new).await {
+            // Another user already has this e-mail (the one unique key besides
+            // `user_id`, which the insert resolves): create the row without it.
+            Err(AppError::Conflict(_)) => create(&NewUser { email: None, ..new }).await,
+            result => result,
         }
     }
 

@@ -87,8 +87,9 @@ pub const CORS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(720
 /// JSON, what Apollo Client (`apollographql-client-name`/`-version`, its CSRF
 /// header and operation name), tracing (`traceparent`, Sentry) and the request id
 /// the README invites add.
-const CORS_REQUEST_HEADERS: [&str; 12] = [
+const CORS_REQUEST_HEADERS: [&str; 13] = [
     "authorization",
+    crate::db::replicas::LSN_HEADER,
     "content-type",
     "accept",
     "apollographql-client-name",
@@ -109,7 +110,10 @@ fn cors_layer(state: &AppState) -> CorsLayer {
     let base = CorsLayer::new()
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers(CORS_REQUEST_HEADERS.map(HeaderName::from_static))
-        .expose_headers([HeaderName::from_static(REQUEST_ID_HEADER)])
+        .expose_headers([
+            HeaderName::from_static(REQUEST_ID_HEADER),
+            HeaderName::from_static(crate::db::replicas::LSN_HEADER),
+        ])
         .max_age(CORS_MAX_AGE);
     let origins: Vec<HeaderValue> = state
         .config

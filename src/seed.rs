@@ -16,14 +16,17 @@ pub const DEMO_USER: &str = "demo";
 /// Creates the demo user and, when they have no workspaces yet, a few workspaces,
 /// conversations and messages. Idempotent.
 pub async fn seed_demo(db: &Database) -> AppResult<()> {
-    let mut conn = db.conn(None).await?;
+    db.run(None, async |conn| seed(conn).await).await
+}
+
+async fn seed(conn: &mut diesel_async::AsyncPgConnection) -> AppResult<()> {
     let demo = NewUser {
         user_id: DEMO_USER.into(),
         name: "Demo User".into(),
         email: Some("demo@cortex.local".into()),
         metadata: json!({"role": "demo"}),
     };
-    users::get_or_create(&mut conn, &demo).await?;
+    users::get_or_create(conn, &demo).await?;
     for (id, name) in [("ada", "Ada Lovelace"), ("linus", "Linus Torvalds")] {
         let user = NewUser {
             user_id: id.into(),
@@ -31,9 +34,9 @@ pub async fn seed_demo(db: &Database) -> AppResult<()> {
             email: None,
             metadata: json!({}),
         };
-        users::get_or_create(&mut conn, &user).await?;
+        users::get_or_create(conn, &user).await?;
     }
-    if workspaces::count_by_owner(&mut conn, DEMO_USER, &WorkspaceFilter::default()).await? > 0 {
+    if workspaces::count_by_owner(conn, DEMO_USER, &WorkspaceFilter::default()).await? > 0 {
         return Ok(());
     }
     let start = Utc::now() - Duration::days(1);
@@ -74,7 +77,7 @@ pub async fn seed_demo(db: &Database) -> AppResult<()> {
     ];
     for (w, (name, metadata, topics)) in plan.into_iter().enumerate() {
         let ws = workspaces::create(
-            &mut conn,
+            conn,
             &NewWorkspace {
                 name: name.into(),
                 description: format!("The {name} workspace"),
@@ -85,7 +88,7 @@ pub async fn seed_demo(db: &Database) -> AppResult<()> {
         .await?;
         for (c, topic) in topics.into_iter().enumerate() {
             let conversation = conversations::create(
-                &mut conn,
+                conn,
                 &NewConversation {
                     workspace_id: ws.id,
                     topic: topic.into(),
@@ -97,7 +100,7 @@ pub async fn seed_demo(db: &Database) -> AppResult<()> {
             for (i, (sender, content)) in lines.iter().enumerate() {
                 let minutes = (w * 100 + c * 10 + i) as i64;
                 messages::create(
-                    &mut conn,
+                    conn,
                     &NewMessage {
                         conversation_id: conversation.id,
                         sender_id: (*sender).into(),

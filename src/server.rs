@@ -19,8 +19,11 @@ pub const EMBEDDED_DATABASE: &str = "cortex";
 
 /// The database a command works on, and the embedded cluster behind it, if any.
 pub struct DatabaseHandle {
-    /// Connection URL of the application database.
+    /// A session connection's URL to the application database (`DATABASE_DIRECT_URL`,
+    /// else `DATABASE_URL`): migrations, `LISTEN`, imports and backups use it.
     pub url: String,
+    /// The pool's URL (`DATABASE_URL`; a transaction-mode pooler's, possibly).
+    pub pool_url: String,
     cluster: Option<EmbeddedCluster>,
 }
 
@@ -30,7 +33,13 @@ impl DatabaseHandle {
     pub async fn open(config: &Config) -> Result<Self> {
         match &config.database {
             DatabaseSource::Url(url) => Ok(Self {
-                url: url.expose().to_string(),
+                url: config
+                    .database_direct
+                    .as_ref()
+                    .unwrap_or(url)
+                    .expose()
+                    .to_string(),
+                pool_url: url.expose().to_string(),
                 cluster: None,
             }),
             DatabaseSource::Embedded => {
@@ -38,8 +47,10 @@ impl DatabaseHandle {
                 let cluster = tokio::task::spawn_blocking(move || EmbeddedCluster::start(&options))
                     .await
                     .context("the cluster start-up task panicked")??;
+                let url = cluster.database_url(EMBEDDED_DATABASE);
                 let handle = Self {
-                    url: cluster.database_url(EMBEDDED_DATABASE),
+                    pool_url: url.clone(),
+                    url,
                     cluster: Some(cluster),
                 };
                 let admin_url = handle
@@ -174,7 +185,10 @@ async fn serve_on(
     if !applied.is_empty() {
         tracing::info!(?applied, "applied migrations");
     }
-    let db = Database::connect(&handle.url, &config.pool).await?;
+    if !config.pool.prepared_statements && config.database_direct.is_none() {
+        tracing::warn!("DB_PREPARED_STATEMENTS=false without DATABASE_DIRECT_URL: migrations, their lock and subscriptions' LISTEN use DATABASE_URL, which a transaction-mode pooler does not keep as one session");
+    }
+    let db = Database::connect(&handle.pool_url, &config.pool).await?;
     db.check()
         .await
         .map_err(|e| anyhow::anyhow!("the database does not answer: {e}"))?;
@@ -188,6 +202,23 @@ async fn serve_on(
         }
     };
     let mut state = AppState::with_persisted(db.clone(), config.clone(), &secret, persisted);
+    // Replicas serve reads once a probe has seen them caught up.
+    let probe_stop = tokio_util::sync::CancellationToken::new();
+    let _probe = if config.replicas.urls.is_empty() {
+        None
+    } else {
+        let replicas =
+            crate::db::replicas::Replicas::connect(&config.replicas, &config.pool).await?;
+        tracing::info!(
+            replicas = config.replicas.urls.len(),
+            max_lag_s = config.replicas.max_lag.as_secs(),
+            "queries read from replicas"
+        );
+        state.replicas = Some(replicas.clone());
+        Some(AbortOnDrop(tokio::spawn(
+            replicas.probe_forever(db.clone(), probe_stop.clone()),
+        )))
+    };
     if handle.is_embedded() && config.jwt_secret.is_none() {
         crate::seed::seed_demo(&db)
             .await
@@ -271,6 +302,7 @@ async fn serve_on(
         tracing::warn!("WebSockets did not close within SHUTDOWN_TIMEOUT; stopping anyway");
     }
     listener_stop.cancel();
+    probe_stop.cancel();
     drop(db);
     Ok(())
 }

@@ -413,11 +413,13 @@ async fn a_listed_origin_passes_the_preflight_apollo_client_sends_and_reads_the_
         "apollographql-client-name",
         "apollographql-client-version",
         "x-request-id",
+        "cortex-lsn",
     ] {
         assert!(allowed.contains(header), "{header} not in {allowed}");
     }
     assert_eq!(headers["access-control-max-age"], "7200");
-    // The actual request: the browser may read `x-request-id`.
+    // The actual request: the browser may read `x-request-id`, and the position a
+    // write answers with (`cortex-lsn`, README: Running more than one).
     let mut request = graphql_post(
         Some(&api.token("alice")),
         &json!({"query": "{ me { userId } }"}),
@@ -426,7 +428,10 @@ async fn a_listed_origin_passes_the_preflight_apollo_client_sends_and_reads_the_
         .headers_mut()
         .insert("origin", origin.parse().unwrap());
     let (_, headers, _) = api.send(request).await;
-    assert_eq!(headers["access-control-expose-headers"], "x-request-id");
+    assert_eq!(
+        headers["access-control-expose-headers"],
+        "x-request-id,cortex-lsn"
+    );
     assert!(headers.contains_key("x-request-id"));
     // Another origin gets no grant.
     let (_, headers, _) = api.send(preflight("http://evil.example")).await;

@@ -53,6 +53,9 @@ pub struct PoolConfig {
     pub statement_timeout: Duration,
     /// Log statements at least this slow (`None`: off).
     pub slow: Option<Duration>,
+    /// Keep statements prepared per connection, and session settings; off for a
+    /// transaction-mode pooler (`DB_PREPARED_STATEMENTS`).
+    pub prepared_statements: bool,
 }
 
 /// `DATABASE_URL`, else the `POSTGRES_*` parts, else the embedded cluster.
@@ -86,6 +89,46 @@ pub(super) fn database(env: &Env<'_>) -> Result<DatabaseSource, ConfigError> {
     ))))
 }
 
+/// Streaming replicas for reads (`DATABASE_REPLICA_URLS`, `REPLICA_MAX_LAG`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReplicaConfig {
+    /// The replicas, in the order given.
+    pub urls: Vec<DatabaseUrl>,
+    /// How far behind the primary a replica may be and still serve reads.
+    pub max_lag: Duration,
+}
+
+/// `DATABASE_DIRECT_URL`, when set.
+pub(super) fn direct(env: &Env<'_>) -> Result<Option<DatabaseUrl>, ConfigError> {
+    env.text(&DATABASE_DIRECT_URL)
+        .map(|url| {
+            normalize_url(&url)
+                .map(DatabaseUrl)
+                .ok_or_else(|| DATABASE_DIRECT_URL.error(&url))
+        })
+        .transpose()
+}
+
+/// `DATABASE_REPLICA_URLS` (comma-separated) and `REPLICA_MAX_LAG`.
+pub(super) fn replicas(env: &Env<'_>) -> Result<ReplicaConfig, ConfigError> {
+    let max_lag = env.seconds(&REPLICA_MAX_LAG)?;
+    let Some(list) = env.text(&DATABASE_REPLICA_URLS) else {
+        return Ok(ReplicaConfig {
+            urls: Vec::new(),
+            max_lag,
+        });
+    };
+    let urls = list
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(|url| normalize_url(url).map(DatabaseUrl))
+        .collect::<Option<Vec<_>>>()
+        .filter(|urls| !urls.is_empty())
+        .ok_or_else(|| DATABASE_REPLICA_URLS.error(&list))?;
+    Ok(ReplicaConfig { urls, max_lag })
+}
+
 /// The pool settings.
 pub(super) fn pool(env: &Env<'_>) -> Result<PoolConfig, ConfigError> {
     Ok(PoolConfig {
@@ -95,6 +138,7 @@ pub(super) fn pool(env: &Env<'_>) -> Result<PoolConfig, ConfigError> {
         echo: env.flag(&DB_ECHO)?,
         statement_timeout: env.seconds(&DB_STATEMENT_TIMEOUT)?,
         slow: env.millis_or_off(&DB_SLOW_MS)?,
+        prepared_statements: env.flag(&DB_PREPARED_STATEMENTS)?,
     })
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-pub use database::{redact_url, DatabaseSource, DatabaseUrl, PoolConfig};
+pub use database::{redact_url, DatabaseSource, DatabaseUrl, PoolConfig, ReplicaConfig};
 use env::Env;
 use vars::*;
 
@@ -27,6 +27,8 @@ pub const DEFAULT_POOL_TIMEOUT_SECS: u64 = 5;
 /// Default `DB_SLOW_MS`: statements at least this slow are logged (the seed's
 /// `log_min_duration_statement` advice, on our side).
 pub const DEFAULT_DB_SLOW_MS: u64 = 500;
+/// How far behind the primary a replica may be and still serve reads.
+pub const DEFAULT_REPLICA_MAX_LAG_SECS: u64 = 5;
 /// Default `DB_STATEMENT_TIMEOUT`, in seconds.
 pub const DEFAULT_DB_STATEMENT_TIMEOUT_SECS: u64 = 10;
 /// Default `REQUEST_TIMEOUT`, in seconds.
@@ -168,6 +170,10 @@ pub struct Config {
     pub database: DatabaseSource,
     /// Pool settings.
     pub pool: PoolConfig,
+    /// A session connection to the primary, when `database` is a pooler's.
+    pub database_direct: Option<DatabaseUrl>,
+    /// Read replicas and how far behind they may be.
+    pub replicas: ReplicaConfig,
     /// HTTP bind address.
     pub host: IpAddr,
     /// HTTP port.
@@ -245,6 +251,8 @@ impl Config {
         Ok(Self {
             database: database::database(&env)?,
             pool: database::pool(&env)?,
+            database_direct: database::direct(&env)?,
+            replicas: database::replicas(&env)?,
             host: env.parsed(&HOST)?.expect("HOST has a default"),
             port: env.count(&PORT)?,
             embedded,

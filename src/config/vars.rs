@@ -127,7 +127,14 @@ impl Var {
             variable: self.name,
             value: match self.kind {
                 Kind::Secret => "***".to_string(),
-                _ if self.name == DATABASE_URL.name => redact_url(value),
+                _ if [DATABASE_URL.name, DATABASE_DIRECT_URL.name].contains(&self.name) => {
+                    redact_url(value)
+                }
+                _ if self.name == DATABASE_REPLICA_URLS.name => value
+                    .split(',')
+                    .map(redact_url)
+                    .collect::<Vec<_>>()
+                    .join(","),
                 _ => value.to_string(),
             },
             expected: self.expected(),
@@ -191,6 +198,31 @@ pub const DATABASE_URL: Var = var(
         expected: "a postgres:// or postgresql:// URL",
     },
     "PostgreSQL URL (`postgres://`, `postgresql://`, or the seed's `postgresql+asyncpg://`); unset → embedded cluster. `sslmode=require`/`verify-ca`/`verify-full` and `sslrootcert` ask for TLS",
+);
+/// `DATABASE_DIRECT_URL`.
+pub const DATABASE_DIRECT_URL: Var = var_shown(
+    "DATABASE_DIRECT_URL",
+    Kind::Parsed {
+        default: None,
+        expected: "a postgres:// or postgresql:// URL",
+    },
+    "`DATABASE_URL`",
+    "a session (not pooled) connection to the primary, for what needs one: migrations and their lock, the subscriptions' `LISTEN`, imports, backups. Set it when `DATABASE_URL` goes through a transaction-mode pooler (README, Running more than one)",
+);
+/// `DATABASE_REPLICA_URLS`.
+pub const DATABASE_REPLICA_URLS: Var = var(
+    "DATABASE_REPLICA_URLS",
+    Kind::Parsed {
+        default: None,
+        expected: "postgres:// or postgresql:// URLs separated by commas",
+    },
+    "streaming replicas (hot standbys) of the primary: queries read from them, mutations and a caller's reads after its own writes go to the primary (README, Running more than one)",
+);
+/// `REPLICA_MAX_LAG`.
+pub const REPLICA_MAX_LAG: Var = var(
+    "REPLICA_MAX_LAG",
+    count(DEFAULT_REPLICA_MAX_LAG_SECS, 0, 3600, Unit::Seconds),
+    "seconds a replica may be behind the primary and still serve reads; a replica further behind, or down, is skipped until it catches up",
 );
 /// `POSTGRES_USER`.
 pub const POSTGRES_USER: Var = var(
@@ -258,6 +290,12 @@ pub const DB_ECHO: Var = var(
     "DB_ECHO",
     Kind::Flag { default: false },
     "log every SQL statement (target `cortex::sql`)",
+);
+/// `DB_PREPARED_STATEMENTS`.
+pub const DB_PREPARED_STATEMENTS: Var = var(
+    "DB_PREPARED_STATEMENTS",
+    Kind::Flag { default: true },
+    "keep statements prepared per connection. `false` behind a transaction-mode pooler (PgBouncer before 1.21): each checkout's work runs in one transaction with its timeouts as `SET LOCAL`, and nothing outlives it on the server",
 );
 
 // --- The embedded cluster -----------------------------------------------------------
@@ -534,6 +572,9 @@ pub const RUST_LOG: Var = var(
 /// Every variable, in the README's order.
 pub const ALL: &[Var] = &[
     DATABASE_URL,
+    DATABASE_DIRECT_URL,
+    DATABASE_REPLICA_URLS,
+    REPLICA_MAX_LAG,
     POSTGRES_USER,
     POSTGRES_PASSWORD,
     POSTGRES_DB,
@@ -545,6 +586,7 @@ pub const ALL: &[Var] = &[
     DB_STATEMENT_TIMEOUT,
     DB_SLOW_MS,
     DB_ECHO,
+    DB_PREPARED_STATEMENTS,
     CORTEX_DATA_DIR,
     CORTEX_PG_BIN,
     CORTEX_PG_USER,

@@ -7,7 +7,8 @@
 //! - [`page`]: keyset pages (orders, bounds, the page read back).
 //! - one model-and-repository file per table ([`workspaces`], [`conversations`],
 //!   [`messages`], [`users`], [`events`]); [`metadata`] turns a JSONB filter into SQL.
-//! - [`pool`] (checkouts that count their statements), [`tls`], [`migrations`],
+//! - [`pool`] (checkouts that count their statements), [`replicas`] (which
+//!   database a read may use), [`tls`], [`migrations`],
 //!   the generated [`schema`], and [`cluster`], the embedded PostgreSQL.
 
 pub mod cluster;
@@ -19,6 +20,7 @@ pub mod metadata;
 pub mod migrations;
 pub mod page;
 pub mod pool;
+pub mod replicas;
 pub mod schema;
 pub mod scope;
 pub mod tls;

@@ -1,5 +1,12 @@
 //! The connection pool and what every checkout carries: statement counting into
 //! the request's [`QueryStats`], statement logging, session timeouts, TLS.
+//!
+//! With `DB_PREPARED_STATEMENTS=false` (a transaction-mode pooler such as PgBouncer
+//! in front), a connection keeps no prepared statement and no session setting:
+//! [`Database::run`] does each checkout's work inside one transaction, which opens
+//! with the timeouts as `SET LOCAL`. The pooler then keeps one server for the
+//! whole unit, and each statement's prepare and execute (two round trips in
+//! diesel-async) reach the same server.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,7 +18,9 @@ use diesel_async::pooled_connection::bb8::{Pool, PooledConnection};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, PoolableConnection, RecyclingMethod,
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::{
+    AnsiTransactionManager, AsyncConnection, AsyncPgConnection, TransactionManager,
+};
 use futures_util::FutureExt;
 
 use crate::config::PoolConfig;
@@ -109,6 +118,24 @@ pub struct Database {
     pool: DbPool,
     logging: StatementLogging,
     shapes: Arc<crate::db::metadata::PreparedShapes>,
+    /// `None`: connections keep prepared statements and session settings. `Some`:
+    /// the statement that opens each unit of work's transaction (PgBouncer-safe).
+    unit_begin: Option<Arc<str>>,
+}
+
+/// An async closure over a connection whose future is `Send` (what async-graphql
+/// needs of a resolver), spelt as diesel-async spells its transaction callbacks.
+pub trait ConnWork<T, R>: AsyncFnOnce(T) -> R + FnOnce(T) -> <Self as ConnWork<T, R>>::Fut {
+    /// The closure's future.
+    type Fut: std::future::Future<Output = R>;
+}
+
+impl<F, T, Fut, R> ConnWork<T, R> for F
+where
+    F: AsyncFnOnce(T) -> R + FnOnce(T) -> Fut,
+    Fut: std::future::Future<Output = R>,
+{
+    type Fut = Fut;
 }
 
 /// A pooled connection that counts its statements for one request; on release it
@@ -153,19 +180,40 @@ impl Database {
         let connect_timeout = config.timeout;
         // A runaway statement ends with `TIMEOUT` instead of holding a connection,
         // and a transaction left open by a cancelled request is ended by the server.
-        let session = format!(
-            "SET statement_timeout = {ms}; SET idle_in_transaction_session_timeout = {ms}",
-            ms = config.statement_timeout.as_millis()
+        let timeouts = format!(
+            "statement_timeout = {ms}; SET {local}idle_in_transaction_session_timeout = {ms}",
+            ms = config.statement_timeout.as_millis(),
+            local = if config.prepared_statements {
+                ""
+            } else {
+                "LOCAL "
+            },
         );
+        let (session, unit_begin) = if config.prepared_statements {
+            (Some(format!("SET {timeouts}")), None)
+        } else {
+            // Behind a transaction-mode pooler a session setting stays on whichever
+            // server the pooler picked: the timeouts travel with each transaction.
+            (
+                None,
+                Some(Arc::from(format!("BEGIN; SET LOCAL {timeouts}"))),
+            )
+        };
+        let prepared = config.prepared_statements;
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
         manager_config.custom_setup = Box::new(move |url| {
             let url = url.to_string();
             let session = session.clone();
             async move {
                 let mut conn = establish(&url, connect_timeout, logging).await?;
-                diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, &session)
-                    .await
-                    .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+                if !prepared {
+                    conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+                }
+                if let Some(session) = session {
+                    diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, &session)
+                        .await
+                        .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+                }
                 Ok(conn)
             }
             .boxed()
@@ -202,10 +250,55 @@ impl Database {
             pool,
             logging,
             shapes: Arc::default(),
+            unit_begin,
         })
     }
 
-    /// A connection whose statements count toward `stats`.
+    /// Whether connections keep prepared statements (`DB_PREPARED_STATEMENTS`).
+    pub fn prepares_statements(&self) -> bool {
+        self.unit_begin.is_none()
+    }
+
+    /// Runs `work` on one checked-out connection, its statements counting toward
+    /// `stats`. Without prepared statements the work is one transaction (see the
+    /// module's documentation); a failed unit is rolled back.
+    pub async fn run<R, E, F>(&self, stats: Option<&Arc<QueryStats>>, work: F) -> Result<R, E>
+    where
+        for<'r> F: AsyncFnOnce(&'r mut AsyncPgConnection) -> Result<R, E>
+            + ConnWork<&'r mut AsyncPgConnection, Result<R, E>, Fut: Send>
+            + Send,
+        E: From<diesel::result::Error> + From<PoolError> + Send,
+        R: Send,
+    {
+        let Some(begin) = &self.unit_begin else {
+            let mut conn = self.conn(stats).await?;
+            return work(&mut conn).await;
+        };
+        // The unit's own BEGIN and COMMIT are not the work's statements: a
+        // request's count means the same in both modes.
+        let mut conn = self.conn(None).await?;
+        AnsiTransactionManager::begin_transaction_sql(&mut *conn, begin).await?;
+        conn.set_instrumentation(StatementObserver::new(self.logging, stats.cloned()));
+        let done = work(&mut conn).await;
+        conn.set_instrumentation(StatementObserver::new(self.logging, None));
+        match done {
+            Ok(value) => {
+                AnsiTransactionManager::commit_transaction(&mut *conn).await?;
+                Ok(value)
+            }
+            Err(e) => {
+                // A failed rollback leaves the transaction open: the pool then
+                // discards the connection, so only the work's own error matters.
+                let _ = AnsiTransactionManager::rollback_transaction(&mut *conn).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// A connection whose statements count toward `stats`. Its statements run
+    /// outside any transaction, which a transaction-mode pooler does not keep on
+    /// one server: the API's work goes through [`Database::run`]; this is for
+    /// holding a connection (tests of the pool itself).
     pub async fn conn(&self, stats: Option<&Arc<QueryStats>>) -> Result<DbConn<'_>, PoolError> {
         let waiting = Instant::now();
         let got = self.pool.get().await;
@@ -227,8 +320,13 @@ impl Database {
     /// Runs `SELECT 1`: whether the database answers now.
     pub async fn check(&self) -> Result<(), crate::error::AppError> {
         use diesel_async::RunQueryDsl;
-        let mut conn = self.conn(None).await?;
-        diesel::sql_query("SELECT 1").execute(&mut *conn).await?;
+        self.run(None, async |conn| {
+            diesel::sql_query("SELECT 1")
+                .execute(conn)
+                .await
+                .map_err(crate::error::AppError::from)
+        })
+        .await?;
         Ok(())
     }
 

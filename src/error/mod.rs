@@ -197,6 +197,8 @@ fn classify_message(message: &str) -> Option<AppError> {
     } else if message.contains("terminating connection")
         || message.contains("the database system is shutting down")
         || message.contains("the database system is starting up")
+        // A standby cancelled the read to replay the primary's changes.
+        || message.contains("conflict with recovery")
         || message.contains("connection")
     {
         Some(AppError::Unavailable)
@@ -303,6 +305,15 @@ mod tests {
             .code(),
             "UNAVAILABLE"
         );
+    }
+
+    #[test]
+    fn a_read_a_standby_cancelled_for_replay_is_unavailable_and_retried_elsewhere() {
+        let e = AppError::from(db_error(
+            DatabaseErrorKind::Unknown,
+            "canceling statement due to conflict with recovery",
+        ));
+        assert_eq!(e.code(), "UNAVAILABLE");
     }
 
     #[test]

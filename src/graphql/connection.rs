@@ -20,7 +20,7 @@ use crate::db::scope::Scope;
 use crate::db::{Page, SortKey, TimeOrder};
 use crate::error::{AppError, AppResult};
 use crate::graphql::budget::Checked;
-use crate::graphql::context::{conn, load, scope};
+use crate::graphql::context::{load, scope, with_conn};
 use crate::graphql::loaders::CortexLoader;
 
 /// What a connection lists: a GraphQL object type with a place in a keyset order.
@@ -168,8 +168,7 @@ impl Total {
             let filter = filter.clone();
             Box::pin(async move {
                 let scope = scope(ctx)?;
-                let mut c = conn(ctx).await?;
-                Ok(count(scope, &mut c, &filter).await?)
+                with_conn(ctx, async |c| Ok(count(scope, c, &filter).await?)).await
             })
         }))
     }

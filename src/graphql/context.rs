@@ -10,11 +10,13 @@ use async_graphql::Context;
 use futures_util::future::BoxFuture;
 
 use crate::auth::Caller;
+use crate::db::pool::ConnWork;
 use crate::db::scope::Scope;
-use crate::db::{Database, DbConn, QueryStats};
+use crate::db::{Database, QueryStats};
 use crate::error::{AppError, AppResult};
 use crate::graphql::batcher::Batcher;
 use crate::graphql::loaders::CortexLoader;
+use diesel_async::AsyncPgConnection;
 
 /// Per-request state, created by the HTTP handler and never shared between requests.
 pub struct RequestContext {
@@ -85,10 +87,17 @@ pub fn scope<'a>(ctx: &Context<'a>) -> AppResult<&'a Scope> {
     })
 }
 
-/// A pooled connection whose statements count toward this request.
-pub async fn conn<'a>(ctx: &Context<'a>) -> AppResult<DbConn<'a>> {
+/// Runs `work` on a pooled connection whose statements count toward this request
+/// (one unit of work: [`Database::run`]).
+pub async fn with_conn<R, F>(ctx: &Context<'_>, work: F) -> AppResult<R>
+where
+    for<'r> F: AsyncFnOnce(&'r mut AsyncPgConnection) -> AppResult<R>
+        + ConnWork<&'r mut AsyncPgConnection, AppResult<R>, Fut: Send>
+        + Send,
+    R: Send,
+{
     let req = request(ctx);
-    Ok(req.db.conn(Some(&req.stats)).await?)
+    req.db.run(Some(&req.stats), work).await
 }
 
 /// The request's loader, once the caller is known.

@@ -14,6 +14,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::db::replicas::{primary_position, Lsn, ReadTarget, LSN_COOKIE, LSN_HEADER};
 use crate::error::response::{coded_limit_response, error_response, limit_response, shape_errors};
 use crate::error::AppError;
 use crate::graphql::context::RequestContext;
@@ -44,10 +45,11 @@ fn request_id(headers: &HeaderMap) -> &str {
         .unwrap_or("-")
 }
 
-async fn context_for(
+/// The caller the request's token names (`None` without a token).
+async fn caller_of(
     state: &GraphqlState,
     headers: &HeaderMap,
-) -> Result<RequestContext, Response> {
+) -> Result<Option<crate::auth::Caller>, Response> {
     let header = match headers.get(header::AUTHORIZATION) {
         None => None,
         Some(v) => Some(v.to_str().map_err(|_| {
@@ -57,7 +59,7 @@ async fn context_for(
             )
         })?),
     };
-    let caller = state
+    state
         .app
         .auth
         .authenticate(&state.app.db, header)
@@ -69,8 +71,7 @@ async fn context_for(
                 StatusCode::SERVICE_UNAVAILABLE
             };
             error_response(status, e)
-        })?;
-    Ok(RequestContext::new(state.app.db.clone(), caller))
+        })
 }
 
 /// What one operation cost: SQL statements, database time, CPU time (ms).
@@ -156,104 +157,214 @@ async fn execute_checked(
     batch: WireBatch,
     method: Method,
 ) -> Response {
-    let ctx = match context_for(state, headers).await {
-        Ok(ctx) => Arc::new(ctx),
+    let caller = match caller_of(state, headers).await {
+        Ok(caller) => caller,
         Err(response) => return response,
     };
-    let show_cost = state.app.config.cost_extension;
-    let request_id = request_id(headers).to_string();
-    let run = |request: Result<async_graphql::Request, AppError>| {
-        let ctx = ctx.clone();
-        let request_id = request_id.clone();
-        let schema = state.schema.clone();
-        let documents = state.documents.clone();
-        let shape = state.shape.clone();
-        let limits = state.app.config.limits;
-        async move {
-            let started = std::time::Instant::now();
-            let (statements_before, db_before) = (ctx.stats.statements(), ctx.stats.db_time());
-            let cpu = crate::graphql::budget::CpuMeter::default();
-            let (response, operation) = match request {
-                Ok(request) => {
-                    crate::graphql::budget::metered(
-                        &cpu,
-                        ctx.run(crate::graphql::execute(
-                            &schema,
-                            &limits,
-                            &documents,
-                            &shape,
-                            request.data(SharedContext(ctx.clone())),
-                        )),
-                    )
-                    .await
-                }
-                Err(refused) => (
-                    GqlResponse::from_errors(vec![refused.to_server_error()]),
-                    None,
-                ),
-            };
-            let statements = ctx.stats.statements() - statements_before;
-            let db_ms = (ctx.stats.db_time() - db_before).as_secs_f64() * 1000.0;
-            let cpu_ms = cpu.spent().as_secs_f64() * 1000.0;
-            let cost = Cost {
-                statements,
-                db_ms,
-                cpu_ms,
-            };
-            let response = finish(response, show_cost.then_some(cost));
-            let outcome = response
-                .errors
-                .first()
-                .and_then(|e| e.extensions.as_ref()?.get("code").cloned())
-                .map_or_else(
-                    || "OK".to_string(),
-                    |code| code.to_string().trim_matches('"').to_string(),
-                );
-            crate::metrics::record_operation(
-                &crate::metrics::operation_label(operation.as_deref()),
-                &outcome,
-                started.elapsed(),
-                statements,
-            );
-            // One line per operation: what a frontend developer's query cost.
-            tracing::info!(
-                target: "cortex::request",
-                request_id,
-                operation = operation.as_deref().unwrap_or("-"),
-                user = ctx.scope.as_ref().map_or("-", |s| s.user_id()),
-                statements,
-                db_ms = round2(db_ms),
-                cpu_ms = round2(cpu_ms),
-                duration_ms = round2(started.elapsed().as_secs_f64() * 1000.0),
-                outcome,
-                "graphql"
-            );
-            response
-        }
+    let single = matches!(batch, WireBatch::Single(_));
+    let wires = match batch {
+        WireBatch::Single(wire) => vec![wire],
+        WireBatch::Batch(wires) => wires,
     };
+    let replicas = state.app.replicas.as_ref();
+    // A read that fails on a replica is run again on the primary: its texts are kept.
+    let kept = replicas.map(|_| wires.clone());
     // The texts that ids and hashes stand for are found once the caller is
     // known (an anonymous client registers no persisted query).
     let persisted = &state.app.persisted;
-    let response = match batch {
-        WireBatch::Single(wire) => {
-            let mut request = persisted.resolve(wire);
-            if let (Method::Get, Ok(request)) = (method, &mut request) {
-                if is_mutation(request, state.app.config.limits.max_tokens) {
-                    return mutation_over_get();
-                }
+    let mut requests: Vec<_> = wires.into_iter().map(|w| persisted.resolve(w)).collect();
+    let max_tokens = state.app.config.limits.max_tokens;
+    if method == Method::Get {
+        if let Some(Ok(request)) = requests.first_mut() {
+            if is_mutation(request, max_tokens) {
+                return mutation_over_get();
             }
-            BatchResponse::Single(run(request).await)
         }
-        // One after another: mutations in a batch must not race each other.
-        WireBatch::Batch(wires) => {
-            let mut out = Vec::with_capacity(wires.len());
-            for wire in wires {
-                out.push(run(persisted.resolve(wire)).await);
-            }
-            BatchResponse::Batch(out)
-        }
+    }
+    let user = caller.as_ref().map(|c| c.user_id().to_string());
+    let context =
+        |db: &crate::db::Database| Arc::new(RequestContext::new(db.clone(), caller.clone()));
+    let Some(replicas) = replicas else {
+        let responses = run_all(state, headers, context(&state.app.db), requests).await;
+        return respond(single, responses, None);
     };
-    async_graphql_axum::GraphQLResponse::from(response).into_response()
+    let writes = requests
+        .iter_mut()
+        .any(|r| r.as_mut().is_ok_and(|r| is_mutation(r, max_tokens)));
+    let target = match writes {
+        true => ReadTarget::Primary,
+        false => replicas.for_read(user.as_deref(), lsn_of(headers)),
+    };
+    let responses = match target {
+        ReadTarget::Replica(db, index) => {
+            let responses = run_all(state, headers, context(db), requests).await;
+            if responses.iter().any(unavailable) {
+                // Down, or it cancelled the read to replay: the primary answers.
+                replicas.failed(index);
+                let requests = kept
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|w| persisted.resolve(w))
+                    .collect();
+                run_all(state, headers, context(&state.app.db), requests).await
+            } else {
+                responses
+            }
+        }
+        ReadTarget::Primary => run_all(state, headers, context(&state.app.db), requests).await,
+    };
+    // After a write, where the primary stands: the caller's next reads wait for
+    // a replica that has replayed that far.
+    let written = match (writes, &user) {
+        (true, Some(user)) => match primary_position(&state.app.db).await {
+            Ok(lsn) => {
+                replicas.wrote(user, lsn);
+                Some((lsn, state.app.config.replicas.max_lag))
+            }
+            Err(e) => {
+                tracing::warn!("cannot read the primary's WAL position after a write: {e}");
+                None
+            }
+        },
+        _ => None,
+    };
+    respond(single, responses, written)
+}
+
+/// Runs the operations in order (mutations in a batch must not race each other).
+async fn run_all(
+    state: &GraphqlState,
+    headers: &HeaderMap,
+    ctx: Arc<RequestContext>,
+    requests: Vec<Result<async_graphql::Request, AppError>>,
+) -> Vec<GqlResponse> {
+    let mut out = Vec::with_capacity(requests.len());
+    for request in requests {
+        out.push(run_one(state, headers, &ctx, request).await);
+    }
+    out
+}
+
+/// The response, with the write's position when there was one.
+fn respond(
+    single: bool,
+    mut responses: Vec<GqlResponse>,
+    written: Option<(Lsn, std::time::Duration)>,
+) -> Response {
+    let batch = match (single, responses.pop()) {
+        (true, Some(response)) => BatchResponse::Single(response),
+        (_, last) => BatchResponse::Batch(responses.into_iter().chain(last).collect()),
+    };
+    let mut response = async_graphql_axum::GraphQLResponse::from(batch).into_response();
+    if let Some((lsn, max_lag)) = written {
+        let text = lsn.to_string();
+        let cookie = format!(
+            "{LSN_COOKIE}={text}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax",
+            max_lag.as_secs() + 1
+        );
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            headers.insert(LSN_HEADER, value);
+        }
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+/// The position a read must see: the `Cortex-Lsn` header, else the cookie. A
+/// malformed one is ignored (it is a hint, not an input).
+fn lsn_of(headers: &HeaderMap) -> Option<Lsn> {
+    if let Some(value) = headers.get(LSN_HEADER) {
+        return value.to_str().ok()?.parse().ok();
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == LSN_COOKIE)
+        .and_then(|(_, value)| value.parse().ok())
+}
+
+/// Whether an operation failed for want of its database.
+fn unavailable(response: &GqlResponse) -> bool {
+    response.errors.iter().any(|e| {
+        e.extensions
+            .as_ref()
+            .and_then(|x| x.get("code"))
+            .is_some_and(|code| code == &async_graphql::Value::from(AppError::Unavailable.code()))
+    })
+}
+
+/// Runs one operation and writes its log line.
+async fn run_one(
+    state: &GraphqlState,
+    headers: &HeaderMap,
+    ctx: &Arc<RequestContext>,
+    request: Result<async_graphql::Request, AppError>,
+) -> GqlResponse {
+    let started = std::time::Instant::now();
+    let (statements_before, db_before) = (ctx.stats.statements(), ctx.stats.db_time());
+    let cpu = crate::graphql::budget::CpuMeter::default();
+    let (response, operation) = match request {
+        Ok(request) => {
+            crate::graphql::budget::metered(
+                &cpu,
+                ctx.run(crate::graphql::execute(
+                    &state.schema,
+                    &state.app.config.limits,
+                    &state.documents,
+                    &state.shape,
+                    request.data(SharedContext(ctx.clone())),
+                )),
+            )
+            .await
+        }
+        Err(refused) => (
+            GqlResponse::from_errors(vec![refused.to_server_error()]),
+            None,
+        ),
+    };
+    let statements = ctx.stats.statements() - statements_before;
+    let db_ms = (ctx.stats.db_time() - db_before).as_secs_f64() * 1000.0;
+    let cpu_ms = cpu.spent().as_secs_f64() * 1000.0;
+    let cost = Cost {
+        statements,
+        db_ms,
+        cpu_ms,
+    };
+    let response = finish(response, state.app.config.cost_extension.then_some(cost));
+    let outcome = response
+        .errors
+        .first()
+        .and_then(|e| e.extensions.as_ref()?.get("code").cloned())
+        .map_or_else(
+            || "OK".to_string(),
+            |code| code.to_string().trim_matches('"').to_string(),
+        );
+    crate::metrics::record_operation(
+        &crate::metrics::operation_label(operation.as_deref()),
+        &outcome,
+        started.elapsed(),
+        statements,
+    );
+    // One line per operation: what a frontend developer's query cost.
+    tracing::info!(
+        target: "cortex::request",
+        request_id = request_id(headers),
+        operation = operation.as_deref().unwrap_or("-"),
+        user = ctx.scope.as_ref().map_or("-", |s| s.user_id()),
+        statements,
+        db_ms = round2(db_ms),
+        cpu_ms = round2(cpu_ms),
+        duration_ms = round2(started.elapsed().as_secs_f64() * 1000.0),
+        outcome,
+        "graphql"
+    );
+    response
 }
 
 /// Milliseconds to two decimals: numbers in JSON logs, short in text logs.

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::db::conversations::{Conversation, ConversationFilter};
 use crate::db::messages::{Message, MessageFilter};
+use crate::db::pool::ConnWork;
 use crate::db::scope::Scope;
 use crate::db::users::UserName;
 use crate::db::workspaces::Workspace;
@@ -34,16 +35,16 @@ impl CortexLoader {
         Self { db, scope, stats }
     }
 
-    async fn conn(&self) -> Result<crate::db::DbConn<'_>, Arc<AppError>> {
-        self.db
-            .conn(Some(&self.stats))
-            .await
-            .map_err(|e| Arc::new(AppError::from(e)))
+    /// Runs `work` as one unit on a connection counted toward the request.
+    async fn run<R, F>(&self, work: F) -> Result<R, Arc<AppError>>
+    where
+        for<'r> F: AsyncFnOnce(&'r mut AsyncPgConnection) -> Result<R, AppError>
+            + ConnWork<&'r mut AsyncPgConnection, Result<R, AppError>, Fut: Send>
+            + Send,
+        R: Send,
+    {
+        self.db.run(Some(&self.stats), work).await.map_err(Arc::new)
     }
-}
-
-fn db_err(e: diesel::result::Error) -> Arc<AppError> {
-    Arc::new(AppError::from(e))
 }
 
 /// A page request for one parent. Keys that share their query (filter and page
@@ -106,22 +107,22 @@ type GroupBatch<F, V> = for<'a> fn(
 
 impl CortexLoader {
     /// Loads `keys` a group at a time with `batch`, under the loader `name`.
-    async fn grouped<F: Eq + Hash, V>(
+    async fn grouped<F: Eq + Hash + Send + Sync, V: Send>(
         &self,
         name: &'static str,
         keys: &[PageKey<F>],
         batch: GroupBatch<F, V>,
     ) -> Result<HashMap<PageKey<F>, V>, Arc<AppError>> {
         crate::metrics::record_batch(name, keys.len());
-        let mut conn = self.conn().await?;
-        let mut out = HashMap::new();
-        for (query, parents) in groups(keys) {
-            let values = batch(&self.scope, &mut conn, parents, &query)
-                .await
-                .map_err(db_err)?;
-            out.extend(keyed(query, values));
-        }
-        Ok(out)
+        self.run(async |conn| {
+            let mut out = HashMap::new();
+            for (query, parents) in groups(keys) {
+                let values = batch(&self.scope, conn, parents, &query).await?;
+                out.extend(keyed(query, values));
+            }
+            Ok(out)
+        })
+        .await
     }
 }
 
@@ -273,31 +274,29 @@ impl Loader<LatestMessagesKey> for CortexLoader {
         keys: &[LatestMessagesKey],
     ) -> Result<HashMap<LatestMessagesKey, Self::Value>, Self::Error> {
         crate::metrics::record_batch("LatestMessagesKey", keys.len());
-        let mut conn = self.conn().await?;
-        let mut out = HashMap::new();
-        let mut limits: Vec<i64> = keys.iter().map(|k| k.limit).collect();
-        limits.sort_unstable();
-        limits.dedup();
-        for limit in limits {
-            let parents: Vec<Uuid> = keys
-                .iter()
-                .filter(|k| k.limit == limit)
-                .map(|k| k.conversation_id)
-                .collect();
-            let latest = self
-                .scope
-                .latest_messages(&mut conn, parents, limit)
-                .await
-                .map_err(db_err)?;
-            out.extend(latest.into_iter().map(|(conversation_id, rows)| {
-                let key = LatestMessagesKey {
-                    conversation_id,
-                    limit,
-                };
-                (key, rows.into_iter().map(Arc::new).collect())
-            }));
-        }
-        Ok(out)
+        self.run(async |conn| {
+            let mut out = HashMap::new();
+            let mut limits: Vec<i64> = keys.iter().map(|k| k.limit).collect();
+            limits.sort_unstable();
+            limits.dedup();
+            for limit in limits {
+                let parents: Vec<Uuid> = keys
+                    .iter()
+                    .filter(|k| k.limit == limit)
+                    .map(|k| k.conversation_id)
+                    .collect();
+                let latest = self.scope.latest_messages(conn, parents, limit).await?;
+                out.extend(latest.into_iter().map(|(conversation_id, rows)| {
+                    let key = LatestMessagesKey {
+                        conversation_id,
+                        limit,
+                    };
+                    (key, rows.into_iter().map(Arc::new).collect())
+                }));
+            }
+            Ok(out)
+        })
+        .await
     }
 }
 
@@ -314,17 +313,15 @@ impl Loader<SenderCountsKey> for CortexLoader {
         keys: &[SenderCountsKey],
     ) -> Result<HashMap<SenderCountsKey, Self::Value>, Self::Error> {
         crate::metrics::record_batch("SenderCountsKey", keys.len());
-        let mut conn = self.conn().await?;
-        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let counts = self
-            .scope
-            .sender_counts(&mut conn, ids)
-            .await
-            .map_err(db_err)?;
-        Ok(counts
-            .into_iter()
-            .map(|(id, counts)| (SenderCountsKey(id), counts))
-            .collect())
+        self.run(async |conn| {
+            let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+            let counts = self.scope.sender_counts(conn, ids).await?;
+            Ok(counts
+                .into_iter()
+                .map(|(id, counts)| (SenderCountsKey(id), counts))
+                .collect())
+        })
+        .await
     }
 }
 
@@ -343,17 +340,15 @@ impl Loader<UserNameKey> for CortexLoader {
         keys: &[UserNameKey],
     ) -> Result<HashMap<UserNameKey, Arc<UserName>>, Self::Error> {
         crate::metrics::record_batch("UserNameKey", keys.len());
-        let mut conn = self.conn().await?;
-        let ids: Vec<String> = keys.iter().map(|k| k.0.clone()).collect();
-        let rows = self
-            .scope
-            .user_names(&mut conn, ids)
-            .await
-            .map_err(db_err)?;
-        Ok(rows
-            .into_iter()
-            .map(|u| (UserNameKey(u.user_id.clone()), Arc::new(u)))
-            .collect())
+        self.run(async |conn| {
+            let ids: Vec<String> = keys.iter().map(|k| k.0.clone()).collect();
+            let rows = self.scope.user_names(conn, ids).await?;
+            Ok(rows
+                .into_iter()
+                .map(|u| (UserNameKey(u.user_id.clone()), Arc::new(u)))
+                .collect())
+        })
+        .await
     }
 }
 
@@ -370,14 +365,12 @@ impl Loader<WorkspaceKey> for CortexLoader {
         keys: &[WorkspaceKey],
     ) -> Result<HashMap<WorkspaceKey, Workspace>, Self::Error> {
         crate::metrics::record_batch("WorkspaceKey", keys.len());
-        let mut conn = self.conn().await?;
-        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows = self
-            .scope
-            .workspaces_by_id(&mut conn, ids)
-            .await
-            .map_err(db_err)?;
-        Ok(rows.into_iter().map(|r| (WorkspaceKey(r.id), r)).collect())
+        self.run(async |conn| {
+            let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+            let rows = self.scope.workspaces_by_id(conn, ids).await?;
+            Ok(rows.into_iter().map(|r| (WorkspaceKey(r.id), r)).collect())
+        })
+        .await
     }
 }
 
@@ -394,17 +387,15 @@ impl Loader<ConversationKey> for CortexLoader {
         keys: &[ConversationKey],
     ) -> Result<HashMap<ConversationKey, Conversation>, Self::Error> {
         crate::metrics::record_batch("ConversationKey", keys.len());
-        let mut conn = self.conn().await?;
-        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows = self
-            .scope
-            .conversations_by_id(&mut conn, ids)
-            .await
-            .map_err(db_err)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (ConversationKey(r.id), r))
-            .collect())
+        self.run(async |conn| {
+            let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+            let rows = self.scope.conversations_by_id(conn, ids).await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| (ConversationKey(r.id), r))
+                .collect())
+        })
+        .await
     }
 }
 
@@ -418,13 +409,11 @@ impl Loader<NodeKey> for CortexLoader {
 
     async fn load(&self, keys: &[NodeKey]) -> Result<HashMap<NodeKey, Self::Value>, Self::Error> {
         crate::metrics::record_batch("NodeKey", keys.len());
-        let mut conn = self.conn().await?;
-        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows = self
-            .scope
-            .nodes_by_id(&mut conn, ids)
-            .await
-            .map_err(db_err)?;
-        Ok(rows.into_iter().map(|r| (NodeKey(r.id()), r)).collect())
+        self.run(async |conn| {
+            let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+            let rows = self.scope.nodes_by_id(conn, ids).await?;
+            Ok(rows.into_iter().map(|r| (NodeKey(r.id()), r)).collect())
+        })
+        .await
     }
 }

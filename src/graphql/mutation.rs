@@ -11,7 +11,7 @@ use crate::db::messages::MessageChanges;
 use crate::db::scope::{ConversationDraft, MessageDraft, WorkspaceDraft};
 use crate::db::workspaces::WorkspaceChanges;
 use crate::error::{AppError, AppResult};
-use crate::graphql::context::{conn, scope};
+use crate::graphql::context::{scope, with_conn};
 use crate::graphql::conversation::Conversation;
 use crate::graphql::message::Message;
 use crate::graphql::node::NodeId;
@@ -199,9 +199,7 @@ impl MutationRoot {
             description: input.description,
             metadata: check_metadata(input.metadata)?.unwrap_or_else(|| serde_json::json!({})),
         };
-        let created = scope
-            .create_workspace(&mut *conn(ctx).await?, draft)
-            .await?;
+        let created = with_conn(ctx, async |c| Ok(scope.create_workspace(c, draft).await?)).await?;
         Ok(Workspace(created))
     }
 
@@ -221,16 +219,17 @@ impl MutationRoot {
             description: input.description,
             metadata: check_metadata(input.metadata)?,
         };
-        let updated = scope
-            .update_workspace(&mut *conn(ctx).await?, id.0, &changes)
-            .await?;
+        let updated = with_conn(ctx, async |c| {
+            Ok(scope.update_workspace(c, id.0, &changes).await?)
+        })
+        .await?;
         updated.required().map(Workspace)
     }
 
     /// Deletes one of the caller's workspaces with everything in it; returns its id.
     async fn delete_workspace(&self, ctx: &Context<'_>, id: NodeId) -> AppResult<NodeId> {
         let scope = scope(ctx)?;
-        let deleted = scope.delete_workspace(&mut *conn(ctx).await?, id.0).await?;
+        let deleted = with_conn(ctx, async |c| Ok(scope.delete_workspace(c, id.0).await?)).await?;
         deleted.required().map(|()| id)
     }
 
@@ -248,9 +247,10 @@ impl MutationRoot {
             participant_ids: participants(scope.user_id(), input.participant_ids)?,
             metadata: check_metadata(input.metadata)?.unwrap_or_else(|| serde_json::json!({})),
         };
-        let created = scope
-            .create_conversation(&mut *conn(ctx).await?, &draft)
-            .await?;
+        let created = with_conn(ctx, async |c| {
+            Ok(scope.create_conversation(c, &draft).await?)
+        })
+        .await?;
         created.required().map(Conversation::from)
     }
 
@@ -274,9 +274,10 @@ impl MutationRoot {
                 .transpose()?,
             metadata: check_metadata(input.metadata)?,
         };
-        let updated = scope
-            .update_conversation(&mut *conn(ctx).await?, id.0, &changes)
-            .await?;
+        let updated = with_conn(ctx, async |c| {
+            Ok(scope.update_conversation(c, id.0, &changes).await?)
+        })
+        .await?;
         updated.required().map(Conversation::from)
     }
 
@@ -284,9 +285,10 @@ impl MutationRoot {
     /// messages); returns its id.
     async fn delete_conversation(&self, ctx: &Context<'_>, id: NodeId) -> AppResult<NodeId> {
         let scope = scope(ctx)?;
-        let deleted = scope
-            .delete_conversation(&mut *conn(ctx).await?, id.0)
-            .await?;
+        let deleted = with_conn(ctx, async |c| {
+            Ok(scope.delete_conversation(c, id.0).await?)
+        })
+        .await?;
         deleted.required().map(|()| id)
     }
 
@@ -301,7 +303,7 @@ impl MutationRoot {
             timestamp: input.timestamp.unwrap_or_else(Utc::now),
             metadata: check_metadata(input.metadata)?.unwrap_or_else(|| serde_json::json!({})),
         };
-        let sent = scope.send_message(&mut *conn(ctx).await?, &draft).await?;
+        let sent = with_conn(ctx, async |c| Ok(scope.send_message(c, &draft).await?)).await?;
         sent.required().map(Message::from)
     }
 
@@ -321,9 +323,10 @@ impl MutationRoot {
             content: input.content,
             metadata: check_metadata(input.metadata)?,
         };
-        let updated = scope
-            .update_message(&mut *conn(ctx).await?, id.0, &changes)
-            .await?;
+        let updated = with_conn(ctx, async |c| {
+            Ok(scope.update_message(c, id.0, &changes).await?)
+        })
+        .await?;
         updated.required().map(Message::from)
     }
 
@@ -331,7 +334,7 @@ impl MutationRoot {
     /// returns its id.
     async fn delete_message(&self, ctx: &Context<'_>, id: NodeId) -> AppResult<NodeId> {
         let scope = scope(ctx)?;
-        let deleted = scope.delete_message(&mut *conn(ctx).await?, id.0).await?;
+        let deleted = with_conn(ctx, async |c| Ok(scope.delete_message(c, id.0).await?)).await?;
         deleted.required().map(|()| id)
     }
 
@@ -357,9 +360,12 @@ impl MutationRoot {
             metadata: check_metadata(conversation.metadata)?
                 .unwrap_or_else(|| serde_json::json!({})),
         };
-        let (w, c) = scope
-            .create_workspace_with_conversation(&mut *conn(ctx).await?, workspace, conversation)
-            .await?;
+        let (w, c) = with_conn(ctx, async |c| {
+            Ok(scope
+                .create_workspace_with_conversation(c, workspace, conversation)
+                .await?)
+        })
+        .await?;
         Ok(WorkspaceWithConversation {
             workspace: Workspace(w),
             conversation: Conversation::from(c),

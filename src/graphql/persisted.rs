@@ -28,7 +28,7 @@ pub const APQ_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 /// One GraphQL request as a client sends it (a POST body's object, a GET query
 /// string, a WebSocket `subscribe` payload).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WireRequest {
     /// The operation text (absent when an id or hash stands for it).

@@ -10,7 +10,7 @@ use crate::graphql::budget::Checked;
 use crate::graphql::connection::{
     decode_search_cursor, encode_search_cursor, Connection, Cursor, PageInfo, Total,
 };
-use crate::graphql::context::{conn, load, load_many, scope};
+use crate::graphql::context::{load, load_many, scope, with_conn};
 use crate::graphql::conversation::{Conversation, ConversationConnection};
 use crate::graphql::filters::{ConversationFilter, WorkspaceFilter};
 use crate::graphql::loaders::NodeKey;
@@ -28,23 +28,21 @@ pub struct QueryRoot;
 impl QueryRoot {
     /// The caller, in full.
     async fn me(&self, ctx: &Context<'_>) -> AppResult<User> {
-        let me = scope(ctx)?.me_user(&mut *conn(ctx).await?).await?;
+        let me = with_conn(ctx, async |c| Ok(scope(ctx)?.me_user(c).await?)).await?;
         me.map(|row| User(std::sync::Arc::new(row)))
             .ok_or_else(|| AppError::NotFound("user not found".into()))
     }
 
     /// One of the caller's workspaces.
     async fn workspace(&self, ctx: &Context<'_>, id: NodeId) -> AppResult<Workspace> {
-        let found = scope(ctx)?.workspace(&mut *conn(ctx).await?, id.0).await?;
+        let found = with_conn(ctx, async |c| Ok(scope(ctx)?.workspace(c, id.0).await?)).await?;
         found.required().map(Workspace)
     }
 
     /// A conversation the caller may read: in one of their workspaces, or one
     /// they take part in.
     async fn conversation(&self, ctx: &Context<'_>, id: NodeId) -> AppResult<Conversation> {
-        let found = scope(ctx)?
-            .conversation(&mut *conn(ctx).await?, id.0)
-            .await?;
+        let found = with_conn(ctx, async |c| Ok(scope(ctx)?.conversation(c, id.0).await?)).await?;
         found.required().map(Conversation::from)
     }
 
@@ -72,7 +70,7 @@ impl QueryRoot {
 
     /// A message of a conversation the caller may read.
     async fn message(&self, ctx: &Context<'_>, id: NodeId) -> AppResult<Message> {
-        let found = scope(ctx)?.message(&mut *conn(ctx).await?, id.0).await?;
+        let found = with_conn(ctx, async |c| Ok(scope(ctx)?.message(c, id.0).await?)).await?;
         found.required().map(Message::from)
     }
 
@@ -100,9 +98,12 @@ impl QueryRoot {
             filter.as_ref(),
             crate::graphql::context::request(ctx).db.prepared_shapes(),
         )?;
-        let page = scope(ctx)?
-            .participating_conversations(&mut *conn(ctx).await?, &filter, &args)
-            .await?;
+        let page = with_conn(ctx, async |c| {
+            Ok(scope(ctx)?
+                .participating_conversations(c, &filter, &args)
+                .await?)
+        })
+        .await?;
         let total = Total::counted(filter, |scope, c, filter| {
             Box::pin(scope.participating_conversation_count(c, filter))
         });
@@ -137,9 +138,10 @@ impl QueryRoot {
             filter.as_ref(),
             crate::graphql::context::request(ctx).db.prepared_shapes(),
         )?;
-        let page = scope(ctx)?
-            .workspaces(&mut *conn(ctx).await?, &filter, &args)
-            .await?;
+        let page = with_conn(ctx, async |c| {
+            Ok(scope(ctx)?.workspaces(c, &filter, &args).await?)
+        })
+        .await?;
         let total = Total::counted(filter, |scope, c, filter| {
             Box::pin(scope.workspace_count(c, filter))
         });
@@ -179,11 +181,13 @@ impl QueryRoot {
             workspace_id: workspace_id.map(Uuid::from),
             conversation_id: conversation_id.map(Uuid::from),
         };
-        let mut c = conn(ctx).await?;
-        let mut hits = scope
-            .search(&mut c, &query, bounds, after, i64::from(first) + 1)
-            .await?
-            .required()?;
+        let mut hits = with_conn(ctx, async |c| {
+            Ok(scope
+                .search(c, &query, bounds, after, i64::from(first) + 1)
+                .await?)
+        })
+        .await?
+        .required()?;
         let has_next = hits.len() > first as usize;
         hits.truncate(first as usize);
         let keys: Vec<_> = hits.iter().map(|h| h.key()).collect();

@@ -226,32 +226,36 @@ impl Watch {
                 AppError::bad_input("after", "`after` is not a cursor of this API's events")
             })?),
         };
-        let mut conn = request.db.conn(Some(&request.stats)).await?;
-        let topic = match watched {
-            Watched::Conversation(id) => {
-                let conversation = scope.conversation(&mut conn, id).await?.required()?;
-                Topic::Conversation {
-                    workspace_id: conversation.workspace_id,
-                    conversation_id: id,
+        let topic = request
+            .db
+            .run(Some(&request.stats), async |conn| {
+                let topic = match watched {
+                    Watched::Conversation(id) => {
+                        let conversation = scope.conversation(conn, id).await?.required()?;
+                        Topic::Conversation {
+                            workspace_id: conversation.workspace_id,
+                            conversation_id: id,
+                        }
+                    }
+                    Watched::WorkspaceMessages(id) => {
+                        scope.workspace_reach(conn, id).await?.required()?;
+                        Topic::Workspace(id)
+                    }
+                    Watched::WorkspaceConversations(id) => {
+                        scope.workspace(conn, id).await?.required()?;
+                        Topic::Workspace(id)
+                    }
+                };
+                if let Some(after) = resume {
+                    if after < events::pruned_through(conn).await? {
+                        return Err(AppError::CursorExpired(
+                            "events after this cursor are no longer kept (EVENT_RETENTION): query the current state, then subscribe without `after`".into(),
+                        ));
+                    }
                 }
-            }
-            Watched::WorkspaceMessages(id) => {
-                scope.workspace_reach(&mut conn, id).await?.required()?;
-                Topic::Workspace(id)
-            }
-            Watched::WorkspaceConversations(id) => {
-                scope.workspace(&mut conn, id).await?.required()?;
-                Topic::Workspace(id)
-            }
-        };
-        if let Some(after) = resume {
-            if after < events::pruned_through(&mut conn).await? {
-                return Err(AppError::CursorExpired(
-                    "events after this cursor are no longer kept (EVENT_RETENTION): query the current state, then subscribe without `after`".into(),
-                ));
-            }
-        }
-        drop(conn);
+                Ok::<_, AppError>(topic)
+            })
+            .await?;
         if !hub.ready(Duration::from_secs(10)).await {
             return Err(AppError::Unavailable);
         }
@@ -339,16 +343,22 @@ impl Watch {
 
     /// Missed events after `from`, up to `until`, that concern this subscription.
     async fn missed(&self, from: EventCursor, until: EventCursor) -> AppResult<MissedPage> {
-        let mut conn = self.request.db.conn(Some(&self.request.stats)).await?;
-        let rows = events::read_missed(
-            &mut conn,
-            from,
-            until,
-            self.topic.workspace_id(),
-            self.scope.user_id(),
-            RESUME_BATCH,
-        )
-        .await?;
+        let rows = self
+            .request
+            .db
+            .run(Some(&self.request.stats), async |conn| {
+                events::read_missed(
+                    conn,
+                    from,
+                    until,
+                    self.topic.workspace_id(),
+                    self.scope.user_id(),
+                    RESUME_BATCH,
+                )
+                .await
+                .map_err(AppError::from)
+            })
+            .await?;
         // A full page may have more behind it, even when none of it concerns us.
         let next = rows
             .last()
@@ -381,8 +391,19 @@ impl Watch {
     /// The caller's access to this event, read now through the scope.
     async fn decide(&self, event: &Event) -> AppResult<Verdict> {
         let request = &self.request;
-        let mut conn = request.db.conn(Some(&request.stats)).await?;
-        let conn = &mut *conn;
+        request
+            .db
+            .run(Some(&request.stats), async |conn| {
+                self.decide_on(conn, event).await
+            })
+            .await
+    }
+
+    async fn decide_on(
+        &self,
+        conn: &mut diesel_async::AsyncPgConnection,
+        event: &Event,
+    ) -> AppResult<Verdict> {
         let scope = &self.scope;
         match (event.kind, self.watched) {
             (EventKind::UserDeactivated, _) => Ok(Verdict::End(AppError::Unauthenticated(

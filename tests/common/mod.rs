@@ -9,6 +9,7 @@
 
 pub(crate) mod bombs;
 pub(crate) mod browser;
+pub(crate) mod pooler;
 pub(crate) mod ws;
 
 use std::sync::OnceLock;
@@ -33,6 +34,9 @@ struct Server {
     /// URL template: `{db}` is replaced by a database name.
     url_for: UrlFor,
     template: String,
+    /// With `TEST_PGBOUNCER=1`: every test API's pool goes through PgBouncer in
+    /// transaction mode, without prepared statements (`DB_PREPARED_STATEMENTS=false`).
+    pooler: Option<pooler::PgBouncer>,
     _cluster: Option<EmbeddedCluster>,
 }
 
@@ -91,10 +95,21 @@ fn server() -> &'static Server {
                 }
             };
         let template = block_on(ensure_template(&admin_url, &url_for));
+        let pooler = std::env::var("TEST_PGBOUNCER")
+            .is_ok_and(|v| v == "1")
+            .then(|| {
+                let cluster = cluster
+                    .as_ref()
+                    .expect("TEST_PGBOUNCER runs before the test cluster, not TEST_DATABASE_URL");
+                // Two server connections for a pool of five: clients share servers.
+                pooler::PgBouncer::start(cluster.socket_dir(), 2)
+                    .expect("TEST_PGBOUNCER=1 needs pgbouncer installed")
+            });
         Server {
             admin_url,
             url_for,
             template,
+            pooler,
             _cluster: cluster,
         }
     })
@@ -255,11 +270,19 @@ impl TestDb {
         Self { name, url }
     }
 
-    /// A pool over this database.
+    /// A pool over this database (through PgBouncer with `TEST_PGBOUNCER=1`).
     pub(crate) async fn pool(&self) -> Database {
-        Database::connect(&self.url, &test_pool_config())
-            .await
-            .expect("pool")
+        let (url, config) = match &server().pooler {
+            Some(pooler) => (
+                pooler.url(&self.name),
+                PoolConfig {
+                    prepared_statements: false,
+                    ..test_pool_config()
+                },
+            ),
+            None => (self.url.clone(), test_pool_config()),
+        };
+        Database::connect(&url, &config).await.expect("pool")
     }
 
     /// One plain connection.
@@ -298,6 +321,7 @@ pub(crate) fn test_pool_config() -> PoolConfig {
         echo: false,
         statement_timeout: std::time::Duration::from_secs(10),
         slow: None,
+        prepared_statements: true,
     }
 }
 
@@ -604,13 +628,19 @@ pub(crate) async fn text_lines(
 /// Statements the server sent to this test's database, from pg_stat_statements
 /// (top-level only: an insert's foreign-key checks run inside it; excluding the
 /// session settings of a newly opened pool connection and this query itself).
+/// Through PgBouncer (`TEST_PGBOUNCER=1`) each unit of work is also wrapped in
+/// `BEGIN … COMMIT` (`DB_PREPARED_STATEMENTS=false`): that wrapping is not counted.
 pub(crate) async fn statements_run(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
-    let row: Calls = diesel::sql_query(
+    let wrapping = match server().pooler {
+        Some(_) => "AND query NOT IN ('BEGIN', 'COMMIT', 'ROLLBACK')",
+        None => "",
+    };
+    let row: Calls = diesel::sql_query(format!(
         "SELECT coalesce(sum(calls), 0)::bigint AS calls FROM pg_stat_statements
           WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
             AND toplevel AND query NOT LIKE '%pg_stat_statements%' AND query <> 'SELECT $1'
-            AND query NOT LIKE 'SET %'",
-    )
+            AND query NOT LIKE 'SET %' {wrapping}"
+    ))
     .get_result(conn)
     .await
     .expect("pg_stat_statements (the test cluster preloads it)");

@@ -53,6 +53,9 @@ pub struct ClusterOptions {
     pub pg_user: String,
     /// Folder of the server binaries, when configured (else searched for).
     pub pg_bin: Option<PathBuf>,
+    /// A new cluster is a streaming standby of this primary (a libpq connection
+    /// string), copied by `pg_basebackup -R`, instead of an empty `initdb`.
+    pub standby_of: Option<String>,
 }
 
 impl ClusterOptions {
@@ -81,6 +84,7 @@ impl ClusterOptions {
             extra_settings: Vec::new(),
             pg_user: config.pg_user.clone(),
             pg_bin: config.pg_bin.clone(),
+            standby_of: None,
         }
     }
 }
@@ -150,7 +154,10 @@ impl EmbeddedCluster {
             started_here: false,
         };
         if !cluster.data_dir.join("PG_VERSION").exists() {
-            cluster.initdb()?;
+            match &options.standby_of {
+                Some(primary) => cluster.base_backup(primary)?,
+                None => cluster.initdb()?,
+            }
         }
         cluster.write_settings(&options.extra_settings)?;
         if cluster.is_running() {
@@ -180,6 +187,11 @@ impl EmbeddedCluster {
             percent_encode(database),
             percent_encode(&self.socket_dir.to_string_lossy())
         )
+    }
+
+    /// The folder of the cluster's Unix socket (port 5432 in it).
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket_dir
     }
 
     /// The folder PostgreSQL keeps its data in (after following any relocation).
@@ -262,6 +274,34 @@ impl EmbeddedCluster {
             .open(self.data_dir.join("postgresql.conf"))
             .context("cannot open postgresql.conf")?;
         writeln!(conf, "\ninclude_if_exists = 'cortex.conf'")?;
+        Ok(())
+    }
+
+    /// Copies `primary` into the (empty) data folder as a standby that streams
+    /// from it (`standby.signal` and `primary_conninfo`, written by `-R`).
+    fn base_backup(&self, primary: &str) -> Result<()> {
+        tracing::info!(data_dir = %self.data_dir.display(), "copying the primary for a standby");
+        let output = self
+            .command("pg_basebackup")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .args(["-R", "-X", "stream", "-c", "fast", "-d", primary])
+            .output()
+            .context("cannot run pg_basebackup")?;
+        if !output.status.success() {
+            bail!(
+                "pg_basebackup failed for {}: {}",
+                self.data_dir.display(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        // The copy holds the primary's socket lock files when its sockets live in
+        // its data folder; they name the primary's running postmaster.
+        for entry in fs::read_dir(&self.data_dir)?.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(".s.PGSQL.") {
+                fs::remove_file(entry.path())?;
+            }
+        }
         Ok(())
     }
 
