@@ -577,14 +577,19 @@ async fn behind_pgbouncer_in_transaction_mode_prepared_statements_break_and_the_
     assert!(started.elapsed() < Duration::from_secs(4));
     drop(db);
 
-    // `cortex serve` through PgBouncer, with its session work on a direct URL.
-    let a = Instance::start(&[
-        ("DATABASE_URL", &url),
+    // Two `cortex serve` through a PgBouncer of two server connections, with
+    // their session work on a direct URL. Two processes number their statements
+    // alike (`s0`, `s1`, …): one left on a server would collide with the other's.
+    drop(pooler);
+    let pooler = PgBouncer::start(cluster.socket_dir(), 2).expect("started above");
+    let url = pooler.url(DATABASE);
+    let env = [
+        ("DATABASE_URL", url.as_str()),
         ("DATABASE_DIRECT_URL", &direct),
         ("DB_PREPARED_STATEMENTS", "false"),
         ("DB_POOL_SIZE", "8"),
-        ("DB_STATEMENT_TIMEOUT", "1"),
-    ]);
+    ];
+    let (a, b) = (Instance::start(&env), Instance::start(&env));
     let data = ok(
         a.base(),
         "carol",
@@ -596,10 +601,10 @@ async fn behind_pgbouncer_in_transaction_mode_prepared_statements_break_and_the_
         .as_str()
         .unwrap()
         .to_string();
-    // Concurrent reads and writes, eight pool connections on one server.
+    // Concurrent reads and writes, sixteen pool connections on two servers.
     let work: Vec<_> = (0..48)
         .map(|i| {
-            let base = a.base().to_string();
+            let base = [a.base(), b.base()][(i / 2) % 2].to_string();
             let conversation = conversation.clone();
             tokio::spawn(async move {
                 if i % 2 == 0 {
@@ -621,6 +626,25 @@ async fn behind_pgbouncer_in_transaction_mode_prepared_statements_break_and_the_
     )
     .await;
     assert_eq!(data["conversation"]["messages"]["totalCount"], 24);
+    drop((a, b));
+    // Nothing the units (or the connections' set-up) prepared outlives them on a
+    // server: two open transactions hold PgBouncer's two servers, one each.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut conn = connect_once(&url).await.unwrap();
+        diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, "BEGIN")
+            .await
+            .unwrap();
+        let left = common::text_lines(
+            &mut conn,
+            "SELECT name || ': ' || statement AS line FROM pg_prepared_statements
+              WHERE statement NOT LIKE '%pg_prepared_statements%'",
+        )
+        .await;
+        assert!(left.is_empty(), "{left:#?}");
+        held.push(conn);
+    }
+    drop(held);
     let mut conn = connect_once(&direct).await.unwrap();
     let pinned: Result<usize, _> = diesel::sql_query(
         "SELECT 1 FROM pg_stat_activity WHERE state = 'idle in transaction' AND datname = 'cortex_scale'",
@@ -632,7 +656,6 @@ async fn behind_pgbouncer_in_transaction_mode_prepared_statements_break_and_the_
         0,
         "a transaction was left open on a server"
     );
-    drop(a);
     drop(pooler);
     PrivateCluster::stop(cluster).await;
 }

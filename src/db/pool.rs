@@ -205,7 +205,7 @@ impl Database {
             let url = url.to_string();
             let session = session.clone();
             async move {
-                let mut conn = establish(&url, connect_timeout, logging).await?;
+                let mut conn = establish(&url, connect_timeout, logging, !prepared).await?;
                 if !prepared {
                     conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
                 }
@@ -337,15 +337,23 @@ impl Database {
 }
 
 /// Opens one connection, bounded by `timeout` (bb8 does not bound `connect()` itself).
+/// `in_unit`: for a transaction-mode pooler (see [`adopt_in_unit`]).
 async fn establish(
     url: &str,
     timeout: Duration,
     logging: StatementLogging,
+    in_unit: bool,
 ) -> ConnectionResult<AsyncPgConnection> {
     let tls = tls::tls_request(url)?;
     let connecting = async {
         match &tls {
-            Some(request) => tls::connect(request).await,
+            Some(request) => tls::connect(request, in_unit).await,
+            None if in_unit => {
+                let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                    .await
+                    .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+                adopt_in_unit(client, connection).await
+            }
             None => AsyncPgConnection::establish(url).await,
         }
     };
@@ -360,5 +368,41 @@ async fn establish(
 
 /// Opens a single connection outside the pool (CLI tools, administration).
 pub async fn connect_once(url: &str) -> ConnectionResult<AsyncPgConnection> {
-    establish(url, Duration::from_secs(30), StatementLogging::default()).await
+    establish(
+        url,
+        Duration::from_secs(30),
+        StatementLogging::default(),
+        false,
+    )
+    .await
+}
+
+/// Adopts a connected client for a transaction-mode pooler. diesel-async sets a
+/// new connection up with two prepared statements (time zone, encoding) outside
+/// any transaction: a pooler could send their halves to different servers, or
+/// leave one prepared on a server where another process's statement of the same
+/// name (`s<N>`, numbered per process) then collides. Here they run inside one
+/// transaction, so they reach one server and are closed there.
+pub(crate) async fn adopt_in_unit<S, T>(
+    client: tokio_postgres::Client,
+    connection: tokio_postgres::Connection<S, T>,
+) -> ConnectionResult<AsyncPgConnection>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let bad = |e: tokio_postgres::Error| diesel::ConnectionError::BadConnection(e.to_string());
+    // Driven here rather than by diesel-async, so that BEGIN can go first; the
+    // task ends when the client is dropped.
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("database connection ended: {e}");
+        }
+    });
+    client.batch_execute("BEGIN").await.map_err(bad)?;
+    let mut conn = AsyncPgConnection::try_from(client).await?;
+    diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, "COMMIT")
+        .await
+        .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+    Ok(conn)
 }

@@ -74,12 +74,17 @@ pub fn tls_request(url: &str) -> ConnectionResult<Option<TlsRequest>> {
 }
 
 /// Connects over TLS as `request` asks.
-pub async fn connect(request: &TlsRequest) -> ConnectionResult<AsyncPgConnection> {
+///
+/// `in_unit`: for a transaction-mode pooler ([`crate::db::pool::adopt_in_unit`]).
+pub async fn connect(request: &TlsRequest, in_unit: bool) -> ConnectionResult<AsyncPgConnection> {
     let config = client_config(request).map_err(ConnectionError::BadConnection)?;
     let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
     let (client, connection) = tokio_postgres::connect(&request.url, tls)
         .await
         .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+    if in_unit {
+        return crate::db::pool::adopt_in_unit(client, connection).await;
+    }
     AsyncPgConnection::try_from_client_and_connection(client, connection).await
 }
 
