@@ -175,6 +175,9 @@ async fn owners(url: &str) -> Result<Vec<Owner>> {
     Ok(owners)
 }
 
+/// A topology: its name, how many instances, their settings and the pool's URL.
+type Topology = (&'static str, usize, Vec<(&'static str, String)>, String);
+
 /// What one run measured.
 struct Figures {
     requests: u64,
@@ -324,7 +327,7 @@ async fn main() -> Result<()> {
     let owners = Arc::new(owners(&url).await?);
     let pool = ("DB_POOL_SIZE", "16".to_string());
 
-    let mut topologies: Vec<(&str, usize, Vec<(&str, String)>, String)> = vec![
+    let mut topologies: Vec<Topology> = vec![
         ("1 instance, primary", 1, vec![pool.clone()], url.clone()),
         ("2 instances, primary", 2, vec![pool.clone()], url.clone()),
         (
