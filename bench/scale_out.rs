@@ -8,7 +8,9 @@
 //! 1. one `cortex serve` on the primary (the baseline);
 //! 2. two instances on the primary;
 //! 3. two instances reading from a streaming standby (`DATABASE_REPLICA_URLS`);
-//! 4. two instances through PgBouncer in transaction mode
+//! 4. two instances on the primary with `DB_PREPARED_STATEMENTS=false` (what the
+//!    mode costs without a pooler);
+//! 5. two instances through PgBouncer in transaction mode
 //!    (`DB_PREPARED_STATEMENTS=false`, `DATABASE_DIRECT_URL`), when installed.
 //!
 //! Prints requests/s, p50/p99, errors, where reads ran (transactions committed
@@ -337,6 +339,13 @@ async fn main() -> Result<()> {
             url.clone(),
         ),
     ];
+    // The mode without the pooler: what the mode costs, apart from PgBouncer's hop.
+    topologies.push((
+        "2 instances, primary, DB_PREPARED_STATEMENTS=false",
+        2,
+        vec![pool.clone(), ("DB_PREPARED_STATEMENTS", "false".into())],
+        url.clone(),
+    ));
     if let Some(pgbouncer) = &pgbouncer {
         topologies.push((
             "2 instances via PgBouncer (transaction mode)",

@@ -31,6 +31,8 @@ pub const PROBE_INTERVAL: Duration = Duration::from_millis(200);
 pub const LSN_HEADER: &str = "cortex-lsn";
 /// The cookie with the same position, which browsers return by themselves.
 pub const LSN_COOKIE: &str = "cortex_lsn";
+/// The `NOTIFY` channel of writes: `<lsn> <user_id>`.
+pub const WRITES_CHANNEL: &str = "cortex_writes";
 
 /// A position in the primary's write-ahead log (`pg_lsn`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -151,6 +153,16 @@ impl Replicas {
         *entry = (entry.0.max(lsn), now);
     }
 
+    /// Notes a write another instance announced (`<lsn> <user_id>`); anything
+    /// else is ignored.
+    pub fn announced(&self, payload: &str) {
+        if let Some((lsn, user)) = payload.split_once(' ') {
+            if let Ok(lsn) = lsn.parse() {
+                self.wrote(user, lsn);
+            }
+        }
+    }
+
     /// How many replicas are configured.
     pub fn configured(&self) -> usize {
         self.inner.replicas.len()
@@ -175,7 +187,7 @@ impl Replicas {
                 _ = stop.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            match primary_position(&primary).await {
+            match probe_primary(&primary).await {
                 Ok(lsn) => history.push(Instant::now(), lsn, self.inner.max_lag),
                 Err(e) => tracing::debug!(target: "cortex::replicas", "primary probe failed: {e}"),
             }
@@ -271,8 +283,36 @@ struct Position {
     standby: bool,
 }
 
-/// Where the primary's WAL insertion stands (a commit's record ends before it).
-pub async fn primary_position(primary: &Database) -> Result<Lsn, crate::error::AppError> {
+/// Where the primary's WAL insertion stands after `user`'s write (its commit
+/// record ends before it), announced to every instance on [`WRITES_CHANNEL`].
+pub async fn primary_position_after_write(
+    primary: &Database,
+    user: &str,
+) -> Result<Lsn, crate::error::AppError> {
+    use diesel_async::RunQueryDsl;
+    let row: Position = primary
+        .run(None, async |conn| {
+            // The notification goes out at this statement's commit, so it reaches
+            // the other instances before the answer reaches the writer.
+            diesel::sql_query(format!(
+                "SELECT pg_current_wal_insert_lsn()::text AS lsn, false AS standby
+                   FROM (SELECT pg_notify('{WRITES_CHANNEL}',
+                                pg_current_wal_insert_lsn()::text || ' ' || $1)) AS announced"
+            ))
+            .bind::<Text, _>(user)
+            .get_result(conn)
+            .await
+            .map_err(crate::error::AppError::from)
+        })
+        .await?;
+    row.lsn
+        .as_deref()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| crate::error::AppError::internal("the primary reported no WAL position"))
+}
+
+/// Where the primary's WAL insertion stands.
+async fn probe_primary(primary: &Database) -> Result<Lsn, crate::error::AppError> {
     use diesel_async::RunQueryDsl;
     let row: Position = primary
         .run(None, async |conn| {
@@ -322,6 +362,49 @@ mod tests {
         for bad in ["", "16", "16/", "/1", "x/1", "1/123456789", "-1/1", "1/+1"] {
             assert!(bad.parse::<Lsn>().is_err(), "{bad:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_announced_write_holds_the_writer_to_databases_that_have_it() {
+        // Pools connect lazily: no server is needed to route.
+        let config = crate::config::Config::from_lookup(|name| {
+            (name == "DATABASE_REPLICA_URLS").then(|| "postgres://x@localhost/none".to_string())
+        })
+        .unwrap();
+        let replicas = Replicas::connect(&config.replicas, &config.pool)
+            .await
+            .unwrap();
+        replicas.inner.replicas[0]
+            .serving_from
+            .store(0x10_0000, Ordering::Relaxed);
+        assert!(matches!(
+            replicas.for_read(Some("ann"), None),
+            ReadTarget::Replica(..)
+        ));
+        // A user id may hold spaces: the position comes first.
+        replicas.announced("0/200000 ann with spaces");
+        replicas.announced("not a position");
+        assert!(matches!(
+            replicas.for_read(Some("ann with spaces"), None),
+            ReadTarget::Primary
+        ));
+        assert!(matches!(
+            replicas.for_read(Some("ann"), None),
+            ReadTarget::Replica(..)
+        ));
+        // Replayed that far: the replica serves the writer again.
+        replicas.inner.replicas[0]
+            .serving_from
+            .store(0x20_0000, Ordering::Relaxed);
+        assert!(matches!(
+            replicas.for_read(Some("ann with spaces"), None),
+            ReadTarget::Replica(..)
+        ));
+        // A position the request carries counts as much.
+        assert!(matches!(
+            replicas.for_read(None, Some(Lsn(0x20_0001))),
+            ReadTarget::Primary
+        ));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::db::replicas::{primary_position, Lsn, ReadTarget, LSN_COOKIE, LSN_HEADER};
+use crate::db::replicas::{primary_position_after_write, Lsn, ReadTarget, LSN_COOKIE, LSN_HEADER};
 use crate::error::response::{coded_limit_response, error_response, limit_response, shape_errors};
 use crate::error::AppError;
 use crate::graphql::context::RequestContext;
@@ -216,7 +216,7 @@ async fn execute_checked(
     // After a write, where the primary stands: the caller's next reads wait for
     // a replica that has replayed that far.
     let written = match (writes, &user) {
-        (true, Some(user)) => match primary_position(&state.app.db).await {
+        (true, Some(user)) => match primary_position_after_write(&state.app.db, user).await {
             Ok(lsn) => {
                 replicas.wrote(user, lsn);
                 Some((lsn, state.app.config.replicas.max_lag))
