@@ -35,6 +35,11 @@ pub const SUBSCRIPTIONS_OPEN: &str = "cortex_subscriptions_open";
 pub const SUBSCRIPTIONS_LAGGED: &str = "cortex_subscriptions_lagged_total";
 /// Events read from the outbox by this instance.
 pub const EVENTS_READ: &str = "cortex_events_read_total";
+/// Requests of queries by where they read, with replicas configured (`target`:
+/// `replica`, `primary` when none qualified, `primary_retry` after a replica failed).
+pub const READ_TARGET: &str = "cortex_db_read_target_total";
+/// Replicas serving reads now.
+pub const REPLICAS_SERVING: &str = "cortex_db_replicas_serving";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 

@@ -350,6 +350,7 @@ async fn a_replica_stopped_mid_run_costs_the_clients_no_errors() {
     let a = Instance::start(&[
         ("DATABASE_URL", &topology.primary_url),
         ("DATABASE_REPLICA_URLS", &topology.standby_url),
+        ("METRICS_TOKEN", "scale-out-metrics"),
     ]);
     ok(
         a.base(),
@@ -397,6 +398,34 @@ async fn a_replica_stopped_mid_run_costs_the_clients_no_errors() {
     let health = health(a.base()).await;
     assert_eq!(health["status"], "ok", "{health:#}");
     assert_eq!(health["replicas"]["serving"], 0, "{health:#}");
+    // The metrics say where the reads went: the replica, then the primary.
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", a.base()))
+        .bearer_auth("scale-out-metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        value("cortex_db_read_target_total{target=\"replica\"}") > 0.0,
+        "{metrics}"
+    );
+    assert!(
+        value("cortex_db_read_target_total{target=\"primary\"}")
+            + value("cortex_db_read_target_total{target=\"primary_retry\"}")
+            > 0.0,
+        "{metrics}"
+    );
+    assert_eq!(value("cortex_db_replicas_serving"), 0.0, "{metrics}");
     drop(a);
     PrivateCluster::stop(primary).await;
 }

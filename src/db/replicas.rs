@@ -27,6 +27,9 @@ use crate::db::Database;
 
 /// How often the primary and each replica are probed.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(200);
+/// A probe that takes longer fails: a replica that slow (or unreachable without
+/// a refusal) does not serve, and does not hold up the others' probes.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// The response header with the primary's position after a write.
 pub const LSN_HEADER: &str = "cortex-lsn";
 /// The cookie with the same position, which browsers return by themselves.
@@ -187,11 +190,18 @@ impl Replicas {
                 _ = stop.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            match probe_primary(&primary).await {
-                Ok(lsn) => history.push(Instant::now(), lsn, self.inner.max_lag),
-                Err(e) => tracing::debug!(target: "cortex::replicas", "primary probe failed: {e}"),
+            match tokio::time::timeout(PROBE_TIMEOUT, probe_primary(&primary)).await {
+                Ok(Ok(lsn)) => history.push(Instant::now(), lsn, self.inner.max_lag),
+                Ok(Err(e)) => {
+                    tracing::debug!(target: "cortex::replicas", "primary probe failed: {e}")
+                }
+                Err(_) => tracing::debug!(target: "cortex::replicas", "primary probe timed out"),
             }
-            let probes = self.inner.replicas.iter().map(|r| replica_position(&r.db));
+            let probes = self.inner.replicas.iter().map(|r| async {
+                tokio::time::timeout(PROBE_TIMEOUT, replica_position(&r.db))
+                    .await
+                    .unwrap_or(Err(crate::error::AppError::Timeout))
+            });
             let positions = futures_util::future::join_all(probes).await;
             let now = Instant::now();
             for (replica, position) in self.inner.replicas.iter().zip(positions) {
@@ -221,6 +231,7 @@ impl Replicas {
                     _ => {}
                 }
             }
+            metrics::gauge!(crate::metrics::REPLICAS_SERVING).set(self.serving() as f64);
             self.forget_replayed_writes(now);
         }
     }

@@ -195,11 +195,16 @@ async fn execute_checked(
         true => ReadTarget::Primary,
         false => replicas.for_read(user.as_deref(), lsn_of(headers)),
     };
+    let read_target = |target: &'static str| {
+        metrics::counter!(crate::metrics::READ_TARGET, "target" => target).increment(1);
+    };
     let responses = match target {
         ReadTarget::Replica(db, index) => {
+            read_target("replica");
             let responses = run_all(state, headers, context(db), requests).await;
             if responses.iter().any(unavailable) {
                 // Down, or it cancelled the read to replay: the primary answers.
+                read_target("primary_retry");
                 replicas.failed(index);
                 let requests = kept
                     .unwrap_or_default()
@@ -211,7 +216,12 @@ async fn execute_checked(
                 responses
             }
         }
-        ReadTarget::Primary => run_all(state, headers, context(&state.app.db), requests).await,
+        ReadTarget::Primary => {
+            if !writes {
+                read_target("primary");
+            }
+            run_all(state, headers, context(&state.app.db), requests).await
+        }
     };
     // After a write, where the primary stands: the caller's next reads wait for
     // a replica that has replayed that far.
