@@ -246,7 +246,9 @@ impl Replicas {
             .map(|r| r.serving_from.load(Ordering::Relaxed))
             .filter(|&lsn| lsn > 0)
             .min();
-        let horizon = self.inner.max_lag + 2 * PROBE_INTERVAL;
+        // A serving replica was within `max_lag` at its last probe, and probes
+        // come at most two timeouts apart: a write older than that, it has.
+        let horizon = self.inner.max_lag + 2 * (PROBE_INTERVAL + PROBE_TIMEOUT);
         let mut writes = self.inner.writes.lock().expect("writes lock");
         writes.retain(|_, (lsn, at)| {
             lowest.is_none_or(|lowest| lsn.0 > lowest) && now.duration_since(*at) <= horizon
