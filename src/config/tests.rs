@@ -175,3 +175,57 @@ fn passwords_never_appear_in_errors() {
     let e = config(&[("DATABASE_URL", "mysql://me:secret@h/db")]).unwrap_err();
     assert!(!e.to_string().contains("secret"));
 }
+
+#[test]
+fn replicas_a_direct_url_and_the_pooler_mode_are_read_with_their_defaults() {
+    let c = config(&[]).unwrap();
+    assert!(c.replicas.urls.is_empty());
+    assert_eq!(
+        c.replicas.max_lag,
+        Duration::from_secs(DEFAULT_REPLICA_MAX_LAG_SECS)
+    );
+    assert!(c.database_direct.is_none());
+    assert!(c.pool.prepared_statements);
+
+    let c = config(&[
+        (
+            "DATABASE_REPLICA_URLS",
+            " postgres://r:pw@one/db , postgresql+asyncpg://r@two/db,",
+        ),
+        ("REPLICA_MAX_LAG", "0"),
+        ("DATABASE_DIRECT_URL", "postgres://me:pw@primary/db"),
+        ("DB_PREPARED_STATEMENTS", "false"),
+    ])
+    .unwrap();
+    let urls: Vec<&str> = c.replicas.urls.iter().map(|u| u.expose()).collect();
+    assert_eq!(urls, ["postgres://r:pw@one/db", "postgresql://r@two/db"]);
+    assert_eq!(c.replicas.max_lag, Duration::ZERO);
+    assert_eq!(
+        c.database_direct.as_ref().map(|u| u.expose()),
+        Some("postgres://me:pw@primary/db")
+    );
+    assert!(!c.pool.prepared_statements);
+    assert!(!format!("{c:?}").contains("pw"), "passwords are masked");
+}
+
+#[test]
+fn a_bad_replica_or_direct_url_names_its_variable_without_the_password() {
+    let e = config(&[(
+        "DATABASE_REPLICA_URLS",
+        "postgres://r:hunter2@one/db,mysql://x",
+    )])
+    .unwrap_err();
+    assert_eq!(e.variable, "DATABASE_REPLICA_URLS");
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    assert_eq!(
+        config(&[("DATABASE_REPLICA_URLS", " , ")])
+            .unwrap_err()
+            .variable,
+        "DATABASE_REPLICA_URLS"
+    );
+    let e = config(&[("DATABASE_DIRECT_URL", "http://me:hunter2@h/db")]).unwrap_err();
+    assert_eq!(e.variable, "DATABASE_DIRECT_URL");
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    assert!(config(&[("REPLICA_MAX_LAG", "-1")]).is_err());
+    assert!(config(&[("DB_PREPARED_STATEMENTS", "sometimes")]).is_err());
+}
