@@ -215,9 +215,17 @@ async fn serve_on(
             "queries read from replicas"
         );
         state.replicas = Some(replicas.clone());
-        Some(AbortOnDrop(tokio::spawn(
-            replicas.probe_forever(db.clone(), probe_stop.clone()),
-        )))
+        let hearing = tokio::spawn(
+            replicas
+                .clone()
+                .hear_writes_forever(handle.url.clone(), probe_stop.clone()),
+        );
+        Some((
+            AbortOnDrop(tokio::spawn(
+                replicas.probe_forever(db.clone(), probe_stop.clone()),
+            )),
+            AbortOnDrop(hearing),
+        ))
     };
     if handle.is_embedded() && config.jwt_secret.is_none() {
         crate::seed::seed_demo(&db)

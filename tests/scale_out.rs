@@ -543,7 +543,8 @@ async fn count_users(conn: &mut diesel_async::AsyncPgConnection) -> diesel::Quer
         .await
 }
 
-/// Ends every server connection to the test database (not this one).
+/// Ends every server connection to the test database (not this one), and waits
+/// until they are gone and PgBouncer has seen them close.
 async fn end_server_connections(direct: &str) {
     let mut conn = connect_once(direct).await.unwrap();
     diesel::sql_query(format!(
@@ -553,6 +554,24 @@ async fn end_server_connections(direct: &str) {
     .execute(&mut conn)
     .await
     .unwrap();
+    let started = Instant::now();
+    loop {
+        let left = diesel::sql_query(format!(
+            "SELECT 1 FROM pg_stat_activity WHERE datname = '{DATABASE}' AND pid <> pg_backend_pid()"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{left} backends left"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -691,4 +710,122 @@ async fn behind_pgbouncer_in_transaction_mode_prepared_statements_break_and_the_
     );
     drop(pooler);
     PrivateCluster::stop(cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_topology_pgbouncer_a_standby_and_two_instances_under_load() {
+    let topology = Topology::start("topology").await;
+    let Some(pooler) = PgBouncer::start(topology.primary.socket_dir(), 4) else {
+        return;
+    };
+    let pooled = pooler.url(DATABASE);
+    let env = [
+        ("DATABASE_URL", pooled.as_str()),
+        ("DATABASE_DIRECT_URL", &topology.primary_url),
+        ("DB_PREPARED_STATEMENTS", "false"),
+        ("DATABASE_REPLICA_URLS", &topology.standby_url),
+        ("METRICS_TOKEN", "topology-metrics"),
+    ];
+    let (a, b) = (Instance::start(&env), Instance::start(&env));
+    let bases = [a.base().to_string(), b.base().to_string()];
+    for base in &bases {
+        until_replicas_serve(base, 1).await;
+    }
+    let writers: Vec<String> = (0..4).map(|k| format!("w{k}")).collect();
+    let data = ok(
+        &bases[0],
+        "carol",
+        CREATE_SHARED,
+        json!({"topic": "load", "with": writers}),
+    )
+    .await;
+    let conversation = data["createWorkspaceWithConversation"]["conversation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Writers post through one instance and read their message back at once
+    // through the other, with only their token; readers read meanwhile.
+    let started = Instant::now();
+    let run_for = Duration::from_secs(4);
+    let mut tasks = Vec::new();
+    for (k, writer) in writers.into_iter().enumerate() {
+        let (bases, conversation) = (bases.clone(), conversation.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0;
+            while started.elapsed() < run_for {
+                let text = format!("{writer} {done}");
+                ok(&bases[(k + done) % 2], &writer, "mutation($c: ID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id } }", json!({"c": conversation, "t": text})).await;
+                let data = ok(
+                    &bases[(k + done + 1) % 2],
+                    &writer,
+                    "query($c: ID!) { conversation(id: $c) { messages(last: 50) { nodes { content } } } }",
+                    json!({"c": conversation}),
+                )
+                .await;
+                let contents = data["conversation"]["messages"]["nodes"].to_string();
+                assert!(contents.contains(&format!("\"{text}\"")), "{text} not read back: {contents}");
+                done += 1;
+            }
+            done
+        }));
+    }
+    let mut readers = Vec::new();
+    for k in 0..2 {
+        let base = bases[k].clone();
+        readers.push(tokio::spawn(async move {
+            let mut done = 0;
+            while started.elapsed() < run_for {
+                let (_, body) = post(&base, "bo", PARTICIPATING, json!({}), &[]).await;
+                assert!(body.get("errors").is_none(), "{body:#}");
+                done += 1;
+            }
+            done
+        }));
+    }
+    // Mid-run, the standby stops.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let Topology {
+        primary, standby, ..
+    } = topology;
+    PrivateCluster::stop(standby).await;
+    let mut writes = 0;
+    for task in tasks {
+        writes += task.await.unwrap();
+    }
+    let mut reads = 0;
+    for task in readers {
+        reads += task.await.unwrap();
+    }
+    assert!(writes > 8 && reads > 8, "{writes} writes, {reads} reads");
+    let data = ok(
+        &bases[1],
+        "carol",
+        "query($c: ID!) { conversation(id: $c) { messages { totalCount } } }",
+        json!({"c": conversation}),
+    )
+    .await;
+    assert_eq!(data["conversation"]["messages"]["totalCount"], writes);
+    // Reads went to the replica until it stopped.
+    let mut replica_reads = 0.0;
+    for base in &bases {
+        let metrics = reqwest::Client::new()
+            .get(format!("{base}/metrics"))
+            .bearer_auth("topology-metrics")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        replica_reads += metrics
+            .lines()
+            .find(|l| l.starts_with("cortex_db_read_target_total{target=\"replica\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    }
+    assert!(replica_reads > 0.0);
+    drop((a, b));
+    drop(pooler);
+    PrivateCluster::stop(primary).await;
 }

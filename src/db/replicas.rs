@@ -14,7 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,8 @@ pub const LSN_HEADER: &str = "cortex-lsn";
 pub const LSN_COOKIE: &str = "cortex_lsn";
 /// The `NOTIFY` channel of writes: `<lsn> <user_id>`.
 pub const WRITES_CHANNEL: &str = "cortex_writes";
+/// How often the connection that hears writes is checked.
+const HEARING_CHECK: Duration = Duration::from_secs(5);
 
 /// A position in the primary's write-ahead log (`pg_lsn`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -83,12 +85,21 @@ pub struct Replicas {
 
 struct Inner {
     replicas: Vec<Replica>,
+    /// Whether this instance hears the others' writes (their announcements).
+    hearing: AtomicBool,
+    /// Reads waiting for the announcements committed before they arrived.
+    barrier: tokio::sync::mpsc::UnboundedSender<tokio::sync::oneshot::Sender<()>>,
+    /// Its other end, taken by [`Replicas::hear_writes_forever`].
+    barrier_waiters: Mutex<Option<Waiters>>,
     max_lag: Duration,
     next: AtomicUsize,
     /// Each caller's last write through this instance, until every serving
     /// replica has replayed it (or it is older than any serving replica's lag).
     writes: Mutex<HashMap<String, (Lsn, Instant)>>,
 }
+
+/// Reads waiting for the announcements committed before they arrived.
+type Waiters = tokio::sync::mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<()>>;
 
 /// Where a read goes.
 pub enum ReadTarget<'a> {
@@ -110,9 +121,13 @@ impl Replicas {
                 serving_from: AtomicU64::new(0),
             });
         }
+        let (barrier, waiters) = tokio::sync::mpsc::unbounded_channel();
         Ok(Self {
             inner: Arc::new(Inner {
                 replicas,
+                hearing: AtomicBool::new(false),
+                barrier,
+                barrier_waiters: Mutex::new(Some(waiters)),
                 max_lag: config.max_lag,
                 next: AtomicUsize::new(0),
                 writes: Mutex::new(HashMap::new()),
@@ -120,9 +135,33 @@ impl Replicas {
         })
     }
 
-    /// A replica that has replayed at least `needed` (and what this instance saw
-    /// `caller` write), taken in turn; else the primary.
-    pub fn for_read(&self, caller: Option<&str>, needed: Option<Lsn>) -> ReadTarget<'_> {
+    /// A replica that has replayed at least `needed` and the caller's last write
+    /// (announced by any instance before this read arrived), taken in turn; else
+    /// the primary.
+    pub async fn for_read(&self, caller: Option<&str>, needed: Option<Lsn>) -> ReadTarget<'_> {
+        if self.serving() == 0 {
+            return ReadTarget::Primary;
+        }
+        // Every announcement committed before now, heard.
+        let (heard, waiting) = tokio::sync::oneshot::channel();
+        if self.inner.barrier.send(heard).is_err()
+            || !matches!(
+                tokio::time::timeout(PROBE_TIMEOUT, waiting).await,
+                Ok(Ok(()))
+            )
+        {
+            return ReadTarget::Primary;
+        }
+        self.route(caller, needed)
+    }
+
+    /// [`Replicas::for_read`] with what this instance has heard so far.
+    fn route(&self, caller: Option<&str>, needed: Option<Lsn>) -> ReadTarget<'_> {
+        // Deaf to the other instances' writes, this one cannot keep their
+        // writers' reads consistent.
+        if !self.inner.hearing.load(Ordering::Relaxed) {
+            return ReadTarget::Primary;
+        }
         let remembered = caller.and_then(|caller| {
             let writes = self.inner.writes.lock().expect("writes lock");
             writes.get(caller).map(|(lsn, _)| *lsn)
@@ -162,6 +201,91 @@ impl Replicas {
         if let Some((lsn, user)) = payload.split_once(' ') {
             if let Ok(lsn) = lsn.parse() {
                 self.wrote(user, lsn);
+            }
+        }
+    }
+
+    /// Listens on `url` (a session connection to the primary) for the writes
+    /// other instances announce, and answers the reads waiting on them, until
+    /// `stop`; reconnects when the connection is lost, reading from the primary
+    /// meanwhile.
+    pub async fn hear_writes_forever(self, url: String, stop: CancellationToken) {
+        let Some(mut waiters) = self.inner.barrier_waiters.lock().expect("waiters").take() else {
+            return;
+        };
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let outcome = tokio::select! {
+                outcome = self.hear_writes(&url, &mut waiters) => outcome,
+                () = stop.cancelled() => return,
+            };
+            self.inner.hearing.store(false, Ordering::Relaxed);
+            tracing::warn!(target: "cortex::replicas", "not hearing other instances' writes, reading from the primary: {}",
+                outcome.err().unwrap_or_default());
+            // Reads waiting now go to the primary (their answer is dropped).
+            while waiters.try_recv().is_ok() {}
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = stop.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// One connection's life: notes each announcement as it arrives; for waiting
+    /// reads (and every few seconds, to find a cut connection), one round trip,
+    /// after which everything committed before it has been heard.
+    async fn hear_writes(&self, url: &str, waiters: &mut Waiters) -> Result<(), String> {
+        use diesel_async::SimpleAsyncConnection;
+        use futures_util::{FutureExt, StreamExt};
+        let mut conn = crate::db::connect_once(url)
+            .await
+            .map_err(|e| e.to_string())?;
+        conn.batch_execute(&format!("LISTEN {WRITES_CHANNEL}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.inner.hearing.store(true, Ordering::Relaxed);
+        tracing::info!(target: "cortex::replicas", "hearing other instances' writes");
+        let mut round = Vec::new();
+        loop {
+            {
+                let notes = conn.notifications_stream();
+                let mut notes = std::pin::pin!(notes);
+                let check = tokio::time::sleep(HEARING_CHECK);
+                let mut check = std::pin::pin!(check);
+                loop {
+                    tokio::select! {
+                        note = notes.next() => match note {
+                            Some(Ok(note)) => self.announced(&note.payload),
+                            Some(Err(e)) => return Err(e.to_string()),
+                            None => return Err("the connection closed".into()),
+                        },
+                        waiter = waiters.recv() => {
+                            round.extend(waiter);
+                            break;
+                        }
+                        () = &mut check => break,
+                    }
+                }
+            }
+            // The reads that arrived meanwhile share this round trip.
+            while let Ok(waiter) = waiters.try_recv() {
+                round.push(waiter);
+            }
+            tokio::time::timeout(PROBE_TIMEOUT, conn.batch_execute("SELECT 1"))
+                .await
+                .map_err(|_| "the connection stopped answering".to_string())?
+                .map_err(|e| e.to_string())?;
+            // Notifications come ahead of the answer: they are queued by now.
+            {
+                let notes = conn.notifications_stream();
+                let mut notes = std::pin::pin!(notes);
+                while let Some(Some(note)) = notes.next().now_or_never() {
+                    self.announced(&note.map_err(|e| e.to_string())?.payload);
+                }
+            }
+            for waiter in round.drain(..) {
+                let _ = waiter.send(());
             }
         }
     }
@@ -390,19 +514,25 @@ mod tests {
         replicas.inner.replicas[0]
             .serving_from
             .store(0x10_0000, Ordering::Relaxed);
+        // Not hearing the other instances yet: the primary.
+        assert!(matches!(replicas.route(None, None), ReadTarget::Primary));
+        replicas.inner.hearing.store(true, Ordering::Relaxed);
+        replicas.inner.replicas[0]
+            .serving_from
+            .store(0x10_0000, Ordering::Relaxed);
         assert!(matches!(
-            replicas.for_read(Some("ann"), None),
+            replicas.route(Some("ann"), None),
             ReadTarget::Replica(..)
         ));
         // A user id may hold spaces: the position comes first.
         replicas.announced("0/200000 ann with spaces");
         replicas.announced("not a position");
         assert!(matches!(
-            replicas.for_read(Some("ann with spaces"), None),
+            replicas.route(Some("ann with spaces"), None),
             ReadTarget::Primary
         ));
         assert!(matches!(
-            replicas.for_read(Some("ann"), None),
+            replicas.route(Some("ann"), None),
             ReadTarget::Replica(..)
         ));
         // Replayed that far: the replica serves the writer again.
@@ -410,12 +540,12 @@ mod tests {
             .serving_from
             .store(0x20_0000, Ordering::Relaxed);
         assert!(matches!(
-            replicas.for_read(Some("ann with spaces"), None),
+            replicas.route(Some("ann with spaces"), None),
             ReadTarget::Replica(..)
         ));
         // A position the request carries counts as much.
         assert!(matches!(
-            replicas.for_read(None, Some(Lsn(0x20_0001))),
+            replicas.route(None, Some(Lsn(0x20_0001))),
             ReadTarget::Primary
         ));
     }

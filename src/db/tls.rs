@@ -75,7 +75,7 @@ pub fn tls_request(url: &str) -> ConnectionResult<Option<TlsRequest>> {
 
 /// Connects over TLS as `request` asks.
 ///
-/// `in_unit`: for a transaction-mode pooler ([`crate::db::pool::adopt_in_unit`]).
+/// `in_unit`: set up for a transaction-mode pooler (`DB_PREPARED_STATEMENTS=false`; see [`crate::db::pool`]).
 pub async fn connect(request: &TlsRequest, in_unit: bool) -> ConnectionResult<AsyncPgConnection> {
     let config = client_config(request).map_err(ConnectionError::BadConnection)?;
     let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);

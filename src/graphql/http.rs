@@ -193,7 +193,7 @@ async fn execute_checked(
         .any(|r| r.as_mut().is_ok_and(|r| is_mutation(r, max_tokens)));
     let target = match writes {
         true => ReadTarget::Primary,
-        false => replicas.for_read(user.as_deref(), lsn_of(headers)),
+        false => replicas.for_read(user.as_deref(), lsn_of(headers)).await,
     };
     let read_target = |target: &'static str| {
         metrics::counter!(crate::metrics::READ_TARGET, "target" => target).increment(1);

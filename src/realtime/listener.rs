@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel_async::AsyncPgConnection;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 
@@ -16,10 +16,6 @@ use crate::realtime::Hub;
 
 /// The channel the triggers notify.
 pub const CHANNEL: &str = "cortex_events";
-/// The channel instances announce a caller's write on (`<lsn> <user_id>`), so
-/// that every instance sends that caller's next reads where they see it
-/// ([`crate::db::replicas`]).
-pub const WRITES_CHANNEL: &str = crate::db::replicas::WRITES_CHANNEL;
 /// Events read per statement.
 const READ_BATCH: i64 = 1_000;
 /// A read even without a notification (belt and braces: a notification can only
@@ -41,8 +37,6 @@ pub struct ListenerOptions {
     pub url: String,
     /// How long events are kept for resuming subscriptions.
     pub retention: Duration,
-    /// The read replicas, told of other instances' writes.
-    pub replicas: Option<crate::db::replicas::Replicas>,
 }
 
 /// Starts `state`'s listener on `url` (the database `state` serves), until `stop`.
@@ -57,7 +51,6 @@ pub fn spawn(
         ListenerOptions {
             url: url.to_string(),
             retention: state.config.subscriptions.retention,
-            replicas: state.replicas.clone(),
         },
         stop,
     ))
@@ -72,12 +65,10 @@ pub async fn run(hub: Hub, auth: Authenticator, options: ListenerOptions, stop: 
             let mut conn = crate::db::connect_once(&options.url)
                 .await
                 .map_err(|e| e.to_string())?;
-            diesel_async::SimpleAsyncConnection::batch_execute(
-                &mut conn,
-                &format!("LISTEN {CHANNEL}; LISTEN {WRITES_CHANNEL}"),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+            diesel::sql_query(format!("LISTEN {CHANNEL}"))
+                .execute(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
             if !started {
                 // Subscriptions made from now on start after the newest event.
                 hub.start_at(events::latest(&mut conn).await.map_err(|e| e.to_string())?);
@@ -143,42 +134,21 @@ async fn serve(
             IDLE_READ
         };
         let mut notifications = std::pin::pin!(conn.notifications_stream());
-        let sleep = tokio::time::sleep(wait);
-        let mut sleep = std::pin::pin!(sleep);
-        // Writes announced by instances are noted as they come; an event (or the
-        // idle wait) ends the wait for a read.
-        loop {
-            tokio::select! {
-                note = notifications.next() => match note {
-                    Some(Ok(note)) => {
-                        let mut events = take(&note, options);
-                        // One read answers every notification already here.
-                        while let Some(Some(more)) = notifications.next().now_or_never() {
-                            events |= take(&more.map_err(|e| e.to_string())?, options);
-                        }
-                        if events {
-                            break;
-                        }
+        tokio::select! {
+            note = notifications.next() => match note {
+                Some(Ok(_)) => {
+                    // One read answers every notification already here.
+                    while let Some(Some(more)) = notifications.next().now_or_never() {
+                        more.map_err(|e| e.to_string())?;
                     }
-                    Some(Err(e)) => return Err(e.to_string()),
-                    None => return Err("the connection closed".into()),
-                },
-                () = &mut sleep => break,
-                () = stop.cancelled() => return Ok(()),
-            }
+                }
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Err("the connection closed".into()),
+            },
+            () = tokio::time::sleep(wait) => {}
+            () = stop.cancelled() => return Ok(()),
         }
     }
-}
-
-/// Notes an announced write; whether `note` is about events (to be read).
-fn take(note: &diesel::pg::PgNotification, options: &ListenerOptions) -> bool {
-    if note.channel != WRITES_CHANNEL {
-        return true;
-    }
-    if let Some(replicas) = &options.replicas {
-        replicas.announced(&note.payload);
-    }
-    false
 }
 
 /// Reads and hands out every final event after the hub's position; whether
