@@ -771,8 +771,8 @@ async fn the_whole_topology_pgbouncer_a_standby_and_two_instances_under_load() {
         }));
     }
     let mut readers = Vec::new();
-    for k in 0..2 {
-        let base = bases[k].clone();
+    for base in &bases {
+        let base = base.clone();
         readers.push(tokio::spawn(async move {
             let mut done = 0;
             while started.elapsed() < run_for {
