@@ -139,7 +139,7 @@ impl Replicas {
     /// (announced by any instance before this read arrived), taken in turn; else
     /// the primary.
     pub async fn for_read(&self, caller: Option<&str>, needed: Option<Lsn>) -> ReadTarget<'_> {
-        if self.serving() == 0 {
+        if self.serving() == 0 || !self.inner.hearing.load(Ordering::Relaxed) {
             return ReadTarget::Primary;
         }
         // Every announcement committed before now, heard.
