@@ -8,8 +8,16 @@
 //!
 //! Read-your-writes: a write answers with the primary's position after it
 //! ([`LSN_HEADER`] and the [`LSN_COOKIE`]); a read that carries one goes to a
-//! replica that has replayed that far, else to the primary. The instance also
-//! remembers each caller's last write, for clients that return neither.
+//! replica that has replayed that far, else to the primary. For clients that
+//! return neither, each instance remembers each caller's last write: its own, and
+//! the other instances', which they announce on [`WRITES_CHANNEL`] in the
+//! statement that reads the position (sent at its commit, before the writer's
+//! answer leaves). An instance hears them on a connection of their own
+//! ([`Replicas::hear_writes_forever`]), and before a read goes to a replica it
+//! makes one round trip on it (shared by the reads waiting then): PostgreSQL
+//! sends a listener the notifications committed before a query ahead of that
+//! query's answer, so every write acknowledged before the read arrived has been
+//! heard. While it cannot hear them, every read goes to the primary.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -93,8 +101,9 @@ struct Inner {
     barrier_waiters: Mutex<Option<Waiters>>,
     max_lag: Duration,
     next: AtomicUsize,
-    /// Each caller's last write through this instance, until every serving
-    /// replica has replayed it (or it is older than any serving replica's lag).
+    /// Each caller's last write (through this instance or announced by another),
+    /// until every serving replica has replayed it (or it is older than any
+    /// serving replica's lag).
     writes: Mutex<HashMap<String, (Lsn, Instant)>>,
 }
 

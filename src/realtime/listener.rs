@@ -1,4 +1,5 @@
-//! The instance's one `LISTEN` connection: it wakes on `cortex_events`, reads
+//! The instance's `LISTEN` connection for events (with read replicas,
+//! [`crate::db::replicas`] keeps another for writes): it wakes on `cortex_events`, reads
 //! the new events by cursor and hands them to the [`Hub`]. A lost connection
 //! (PostgreSQL restarted, network) is made again, and the events written
 //! meanwhile are read from the table: nothing is lost while it is away.
