@@ -254,11 +254,6 @@ impl Database {
         })
     }
 
-    /// Whether connections keep prepared statements (`DB_PREPARED_STATEMENTS`).
-    pub fn prepares_statements(&self) -> bool {
-        self.unit_begin.is_none()
-    }
-
     /// Runs `work` on one checked-out connection, its statements counting toward
     /// `stats`. Without prepared statements the work is one transaction (see the
     /// module's documentation); a failed unit is rolled back.
