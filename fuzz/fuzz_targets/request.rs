@@ -37,6 +37,7 @@ static CONTEXT: LazyLock<Arc<RequestContext>> = LazyLock::new(|| {
             echo: false,
             statement_timeout: std::time::Duration::from_secs(1),
             slow: None,
+            prepared_statements: true,
         };
         let db = cortex::db::Database::connect(
             "postgresql://fuzz@localhost/none?host=/nonexistent",
