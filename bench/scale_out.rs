@@ -13,9 +13,10 @@
 //! 5. two instances through PgBouncer in transaction mode
 //!    (`DB_PREPARED_STATEMENTS=false`, `DATABASE_DIRECT_URL`), when installed.
 //!
-//! Prints requests/s, p50/p99, errors, where reads ran (transactions committed
-//! on the standby against the primary) and whether every acknowledged write is in
-//! the database exactly once. `BENCH_CONNECTIONS` (32), `BENCH_DURATION` (15,
+//! Prints requests/s, p50/p99, errors, where reads ran (the instances' count of
+//! query requests read on a replica, and the standby's share of committed
+//! transactions) and whether every acknowledged write is in the database exactly
+//! once. `BENCH_CONNECTIONS` (32), `BENCH_DURATION` (15,
 //! seconds) and `BENCH_TOPOLOGIES` (numbers above, comma-separated) change the run.
 //! Clusters live under `target/bench-scale-pg`.
 
@@ -286,9 +287,44 @@ async fn drive(
     }
 }
 
+/// `/metrics` on every instance (bearer token for it).
+const METRICS_TOKEN: &str = "scale-bench-metrics";
+
 /// Two or one instances with `envs`, started and waited for.
 fn instances(n: usize, url: &str, envs: &[(&str, String)]) -> Result<Vec<Server>> {
-    (0..n).map(|_| start_server(url, SECRET, envs)).collect()
+    let mut envs = envs.to_vec();
+    envs.push(("METRICS_TOKEN", METRICS_TOKEN.into()));
+    (0..n).map(|_| start_server(url, SECRET, &envs)).collect()
+}
+
+/// Requests of queries the instances sent to a replica, and in all
+/// (`cortex_db_read_target_total`; zero without replicas).
+async fn read_targets(bases: &[String]) -> Result<(f64, f64)> {
+    let (mut replica, mut all) = (0.0, 0.0);
+    for base in bases {
+        let text = reqwest::Client::new()
+            .get(format!("{base}/metrics"))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await?
+            .text()
+            .await?;
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("cortex_db_read_target_total{"))
+        {
+            let value: f64 = line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
+            all += value;
+            if line.contains("target=\"replica\"") {
+                replica += value;
+            }
+        }
+    }
+    Ok((replica, all))
 }
 
 async fn until_replica_serves(base: &str) -> Result<()> {
@@ -365,8 +401,8 @@ async fn main() -> Result<()> {
         "\n{connections} connections, {} s each, round robin; 45 % nested, 45 % point, 10 % sendMessage\n",
         duration.as_secs()
     );
-    println!("| topology | req/s | p50 ms | p99 ms | errors | reads on the standby | writes acknowledged / stored |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("| topology | req/s | p50 ms | p99 ms | errors | query requests read on the standby | transactions on the standby | writes acknowledged / stored |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     let only = std::env::var("BENCH_TOPOLOGIES").ok();
     for (index, (name, n, envs, pool_url)) in topologies.into_iter().enumerate() {
         if only
@@ -393,9 +429,20 @@ async fn main() -> Result<()> {
         .await;
         let run = format!("run{index}-{}", std::process::id());
         let (primary_before, standby_before) = (commits(&url).await?, commits(&standby_url).await?);
+        let targets_before = read_targets(&bases).await?;
         let figures = drive(&bases, &owners, connections, duration, &run).await;
         let (primary_after, standby_after) = (commits(&url).await?, commits(&standby_url).await?);
+        let targets_after = read_targets(&bases).await?;
         drop(servers);
+        let (replica_reads, reads) = (
+            targets_after.0 - targets_before.0,
+            targets_after.1 - targets_before.1,
+        );
+        let read_share = if reads > 0.0 {
+            format!("{:.0} %", replica_reads / reads * 100.0)
+        } else {
+            "—".to_string()
+        };
         let stored = count(
             &url,
             &format!("SELECT count(*) AS n FROM messages WHERE content LIKE '{run} %'"),
@@ -412,7 +459,7 @@ async fn main() -> Result<()> {
         let share =
             on_standby as f64 / ((primary_after - primary_before) + on_standby).max(1) as f64;
         println!(
-            "| {name} | {:.0} | {:.1} | {:.1} | {} | {:.0} % | {} / {stored}{} |",
+            "| {name} | {:.0} | {:.1} | {:.1} | {} | {read_share} | {:.0} % | {} / {stored}{} |",
             figures.per_second,
             figures.p50_ms,
             figures.p99_ms,
