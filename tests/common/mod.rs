@@ -100,7 +100,7 @@ fn server() -> &'static Server {
             .then(|| {
                 let cluster = cluster
                     .as_ref()
-                    .expect("TEST_PGBOUNCER runs before the test cluster, not TEST_DATABASE_URL");
+                    .expect("TEST_PGBOUNCER=1 needs the harness's own cluster, not TEST_DATABASE_URL");
                 // Two server connections for a pool of five: clients share servers.
                 pooler::PgBouncer::start(cluster.socket_dir(), 2)
                     .expect("TEST_PGBOUNCER=1 needs pgbouncer installed")
