@@ -98,9 +98,9 @@ fn server() -> &'static Server {
         let pooler = std::env::var("TEST_PGBOUNCER")
             .is_ok_and(|v| v == "1")
             .then(|| {
-                let cluster = cluster
-                    .as_ref()
-                    .expect("TEST_PGBOUNCER=1 needs the harness's own cluster, not TEST_DATABASE_URL");
+                let cluster = cluster.as_ref().expect(
+                    "TEST_PGBOUNCER=1 needs the harness's own cluster, not TEST_DATABASE_URL",
+                );
                 // Two server connections for a pool of five: clients share servers.
                 pooler::PgBouncer::start(cluster.socket_dir(), 2)
                     .expect("TEST_PGBOUNCER=1 needs pgbouncer installed")
