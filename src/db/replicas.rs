@@ -26,12 +26,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use diesel::pg::Pg;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{Bool, Nullable, Text};
 use diesel::QueryableByName;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{PoolConfig, ReplicaConfig};
 use crate::db::Database;
+use crate::error::AppError;
 
 /// How often the primary and each replica are probed.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(200);
@@ -333,7 +336,7 @@ impl Replicas {
             let probes = self.inner.replicas.iter().map(|r| async {
                 tokio::time::timeout(PROBE_TIMEOUT, replica_position(&r.db))
                     .await
-                    .unwrap_or(Err(crate::error::AppError::Timeout))
+                    .unwrap_or(Err(AppError::Timeout))
             });
             let positions = futures_util::future::join_all(probes).await;
             let now = Instant::now();
@@ -421,6 +424,7 @@ impl History {
     }
 }
 
+/// A WAL position as a statement reads it, and whether that server is a standby.
 #[derive(QueryableByName)]
 struct Position {
     #[diesel(sql_type = Nullable<Text>)]
@@ -429,70 +433,61 @@ struct Position {
     standby: bool,
 }
 
+impl Position {
+    /// Runs `query` (one row of `lsn` and `standby`) on `db` as one unit.
+    async fn read(
+        db: &Database,
+        query: BoxedSqlQuery<'static, Pg, SqlQuery>,
+    ) -> Result<Self, AppError> {
+        use diesel_async::RunQueryDsl;
+        db.run(None, async |conn| Ok(query.get_result(conn).await?))
+            .await
+    }
+
+    /// The position, when the server reported one.
+    fn lsn(&self) -> Option<Lsn> {
+        self.lsn.as_deref().and_then(|text| text.parse().ok())
+    }
+
+    /// The primary's position, which it always reports.
+    fn required(&self) -> Result<Lsn, AppError> {
+        self.lsn()
+            .ok_or_else(|| AppError::internal("the primary reported no WAL position"))
+    }
+}
+
 /// Where the primary's WAL insertion stands after `user`'s write (its commit
 /// record ends before it), announced to every instance on [`WRITES_CHANNEL`].
-pub async fn primary_position_after_write(
-    primary: &Database,
-    user: &str,
-) -> Result<Lsn, crate::error::AppError> {
-    use diesel_async::RunQueryDsl;
-    let row: Position = primary
-        .run(None, async |conn| {
-            // The notification goes out at this statement's commit, so it reaches
-            // the other instances before the answer reaches the writer.
-            diesel::sql_query(format!(
-                "SELECT pg_current_wal_insert_lsn()::text AS lsn, false AS standby
-                   FROM (SELECT pg_notify('{WRITES_CHANNEL}',
-                                pg_current_wal_insert_lsn()::text || ' ' || $1)) AS announced"
-            ))
-            .bind::<Text, _>(user)
-            .get_result(conn)
-            .await
-            .map_err(crate::error::AppError::from)
-        })
-        .await?;
-    row.lsn
-        .as_deref()
-        .and_then(|text| text.parse().ok())
-        .ok_or_else(|| crate::error::AppError::internal("the primary reported no WAL position"))
+pub async fn primary_position_after_write(primary: &Database, user: &str) -> Result<Lsn, AppError> {
+    // The notification goes out at this statement's commit, so it reaches the
+    // other instances before the answer reaches the writer.
+    let query = diesel::sql_query(format!(
+        "SELECT pg_current_wal_insert_lsn()::text AS lsn, false AS standby
+           FROM (SELECT pg_notify('{WRITES_CHANNEL}',
+                        pg_current_wal_insert_lsn()::text || ' ' || $1)) AS announced"
+    ))
+    .into_boxed()
+    .bind::<Text, _>(user.to_string());
+    Position::read(primary, query).await?.required()
 }
 
 /// Where the primary's WAL insertion stands.
-async fn probe_primary(primary: &Database) -> Result<Lsn, crate::error::AppError> {
-    use diesel_async::RunQueryDsl;
-    let row: Position = primary
-        .run(None, async |conn| {
-            diesel::sql_query(
-                "SELECT pg_current_wal_insert_lsn()::text AS lsn, pg_is_in_recovery() AS standby",
-            )
-            .get_result(conn)
-            .await
-            .map_err(crate::error::AppError::from)
-        })
-        .await?;
-    row.lsn
-        .as_deref()
-        .and_then(|text| text.parse().ok())
-        .ok_or_else(|| crate::error::AppError::internal("the primary reported no WAL position"))
+async fn probe_primary(primary: &Database) -> Result<Lsn, AppError> {
+    let query = diesel::sql_query(
+        "SELECT pg_current_wal_insert_lsn()::text AS lsn, pg_is_in_recovery() AS standby",
+    );
+    Position::read(primary, query.into_boxed())
+        .await?
+        .required()
 }
 
 /// What a replica has replayed; `None` when it is not a standby.
-async fn replica_position(replica: &Database) -> Result<Option<Lsn>, crate::error::AppError> {
-    use diesel_async::RunQueryDsl;
-    let row: Position = replica
-        .run(None, async |conn| {
-            diesel::sql_query(
-                "SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_is_in_recovery() AS standby",
-            )
-            .get_result(conn)
-            .await
-            .map_err(crate::error::AppError::from)
-        })
-        .await?;
-    Ok(row
-        .standby
-        .then(|| row.lsn.as_deref().and_then(|text| text.parse().ok()))
-        .flatten())
+async fn replica_position(replica: &Database) -> Result<Option<Lsn>, AppError> {
+    let query = diesel::sql_query(
+        "SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_is_in_recovery() AS standby",
+    );
+    let row = Position::read(replica, query.into_boxed()).await?;
+    Ok(row.standby.then(|| row.lsn()).flatten())
 }
 
 #[cfg(test)]
