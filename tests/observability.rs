@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::{metric_value as value, scrape_metrics as scrape};
+
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -72,28 +74,6 @@ async fn statements_slower_than_db_slow_ms_are_logged_with_their_duration() {
         .and_then(|n| n.parse().ok())
         .expect("a duration");
     assert!((200.0..5_000.0).contains(&ms), "{ms} ms for a 200 ms sleep");
-}
-
-fn scrape(text: &str) -> prometheus_parse::Scrape {
-    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-        .expect("Prometheus text")
-}
-
-fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .find(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            prometheus_parse::Value::Histogram(ref buckets) => {
-                buckets.last().map_or(0.0, |b| b.count)
-            }
-            prometheus_parse::Value::Summary(_) => 0.0,
-        })
 }
 
 #[tokio::test]

@@ -175,6 +175,45 @@ async fn until_replicas_serve(base: &str, serving: u64) {
 
 const CREATE_SHARED: &str = "mutation($topic: String!, $with: [String!]!) { createWorkspaceWithConversation(workspace: {name: \"shared\"}, conversation: {topic: $topic, participantIds: $with}) { conversation { id } } }";
 const PARTICIPATING: &str = "{ participatingConversations(first: 50) { nodes { topic } } }";
+const SEND_MESSAGE: &str = "mutation($c: ID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id } }";
+const MESSAGE_COUNT: &str = "query($c: ID!) { conversation(id: $c) { messages { totalCount } } }";
+
+/// Carol's new workspace with a conversation `topic` that `with` take part in;
+/// the conversation's id.
+async fn shared_conversation(base: &str, topic: &str, with: &[&str]) -> String {
+    let data = ok(
+        base,
+        "carol",
+        CREATE_SHARED,
+        json!({"topic": topic, "with": with}),
+    )
+    .await;
+    data["createWorkspaceWithConversation"]["conversation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `/metrics` of `base` (as text, and parsed), read with `token`.
+async fn metrics(base: &str, token: &str) -> (String, prometheus_parse::Scrape) {
+    let text = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let scrape = common::scrape_metrics(&text);
+    (text, scrape)
+}
+
+/// Query requests `scrape`'s instance read from `target` (0 when none).
+fn reads_on(scrape: &prometheus_parse::Scrape, target: &str) -> f64 {
+    common::metric_value(scrape, "cortex_db_read_target_total", &[("target", target)])
+        .unwrap_or(0.0)
+}
 
 fn topics(data: &Value) -> Vec<String> {
     let mut topics: Vec<String> = data["participatingConversations"]["nodes"]
@@ -312,13 +351,7 @@ async fn a_replica_further_behind_than_replica_max_lag_is_skipped() {
     until_replicas_serve(a.base(), 1).await;
     ok(a.base(), "bo", PARTICIPATING, json!({})).await;
     topology.replay(false).await;
-    ok(
-        a.base(),
-        "carol",
-        CREATE_SHARED,
-        json!({"topic": "late", "with": ["bo"]}),
-    )
-    .await;
+    shared_conversation(a.base(), "late", &["bo"]).await;
     // Past one second behind, the replica is out of service: the primary answers.
     until_replicas_serve(a.base(), 0).await;
     assert_eq!(
@@ -352,13 +385,7 @@ async fn a_replica_stopped_mid_run_costs_the_clients_no_errors() {
         ("DATABASE_REPLICA_URLS", &topology.standby_url),
         ("METRICS_TOKEN", "scale-out-metrics"),
     ]);
-    ok(
-        a.base(),
-        "carol",
-        CREATE_SHARED,
-        json!({"topic": "steady", "with": ["bo"]}),
-    )
-    .await;
+    shared_conversation(a.base(), "steady", &["bo"]).await;
     until_replicas_serve(a.base(), 1).await;
     // Bo reads from the replica once it has replayed Carol's write.
     let started = Instant::now();
@@ -399,33 +426,17 @@ async fn a_replica_stopped_mid_run_costs_the_clients_no_errors() {
     assert_eq!(health["status"], "ok", "{health:#}");
     assert_eq!(health["replicas"]["serving"], 0, "{health:#}");
     // The metrics say where the reads went: the replica, then the primary.
-    let metrics = reqwest::Client::new()
-        .get(format!("{}/metrics", a.base()))
-        .bearer_auth("scale-out-metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0.0)
-    };
+    let (text, scrape) = metrics(a.base(), "scale-out-metrics").await;
+    assert!(reads_on(&scrape, "replica") > 0.0, "{text}");
     assert!(
-        value("cortex_db_read_target_total{target=\"replica\"}") > 0.0,
-        "{metrics}"
+        reads_on(&scrape, "primary") + reads_on(&scrape, "primary_retry") > 0.0,
+        "{text}"
     );
-    assert!(
-        value("cortex_db_read_target_total{target=\"primary\"}")
-            + value("cortex_db_read_target_total{target=\"primary_retry\"}")
-            > 0.0,
-        "{metrics}"
+    assert_eq!(
+        common::metric_value(&scrape, "cortex_db_replicas_serving", &[]).unwrap_or(0.0),
+        0.0,
+        "{text}"
     );
-    assert_eq!(value("cortex_db_replicas_serving"), 0.0, "{metrics}");
     drop(a);
     PrivateCluster::stop(primary).await;
 }
@@ -460,17 +471,7 @@ async fn two_instances_share_one_database_without_losing_or_duplicating_anything
 
     // A round-robin client: each request to the other instance than the last.
     let instances = [a.base().to_string(), b.base().to_string()];
-    let data = ok(
-        &instances[0],
-        "carol",
-        CREATE_SHARED,
-        json!({"topic": "rr", "with": ["bo"]}),
-    )
-    .await;
-    let conversation = data["createWorkspaceWithConversation"]["conversation"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let conversation = shared_conversation(&instances[0], "rr", &["bo"]).await;
     let sends: Vec<_> = (0..40)
         .map(|i| {
             let base = instances[i % 2].clone();
@@ -480,7 +481,7 @@ async fn two_instances_share_one_database_without_losing_or_duplicating_anything
                 ok(
                     &base,
                     user,
-                    "mutation($c: ID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id } }",
+                    SEND_MESSAGE,
                     json!({"c": conversation, "t": format!("m{i}")}),
                 )
                 .await
@@ -642,17 +643,7 @@ async fn behind_pgbouncer_in_transaction_mode_prepared_statements_break_and_the_
         ("DB_POOL_SIZE", "8"),
     ];
     let (a, b) = (Instance::start(&env), Instance::start(&env));
-    let data = ok(
-        a.base(),
-        "carol",
-        CREATE_SHARED,
-        json!({"topic": "pooled", "with": ["bo"]}),
-    )
-    .await;
-    let conversation = data["createWorkspaceWithConversation"]["conversation"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let conversation = shared_conversation(a.base(), "pooled", &["bo"]).await;
     // Concurrent reads and writes, sixteen pool connections on two servers.
     let work: Vec<_> = (0..48)
         .map(|i| {
@@ -660,7 +651,7 @@ async fn behind_pgbouncer_in_transaction_mode_prepared_statements_break_and_the_
             let conversation = conversation.clone();
             tokio::spawn(async move {
                 if i % 2 == 0 {
-                    ok(&base, "carol", "mutation($c: ID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id } }", json!({"c": conversation, "t": format!("m{i}")})).await
+                    ok(&base, "carol", SEND_MESSAGE, json!({"c": conversation, "t": format!("m{i}")})).await
                 } else {
                     ok(&base, "bo", "{ participatingConversations { nodes { topic messages(first: 5) { nodes { content sender { name } } } } } }", json!({})).await
                 }
@@ -670,13 +661,7 @@ async fn behind_pgbouncer_in_transaction_mode_prepared_statements_break_and_the_
     for w in work {
         w.await.unwrap();
     }
-    let data = ok(
-        a.base(),
-        "bo",
-        "query($c: ID!) { conversation(id: $c) { messages { totalCount } } }",
-        json!({"c": conversation}),
-    )
-    .await;
+    let data = ok(a.base(), "bo", MESSAGE_COUNT, json!({"c": conversation})).await;
     assert_eq!(data["conversation"]["messages"]["totalCount"], 24);
     drop((a, b));
     // Nothing the units (or the connections' set-up) prepared outlives them on a
@@ -732,17 +717,8 @@ async fn the_whole_topology_pgbouncer_a_standby_and_two_instances_under_load() {
         until_replicas_serve(base, 1).await;
     }
     let writers: Vec<String> = (0..4).map(|k| format!("w{k}")).collect();
-    let data = ok(
-        &bases[0],
-        "carol",
-        CREATE_SHARED,
-        json!({"topic": "load", "with": writers}),
-    )
-    .await;
-    let conversation = data["createWorkspaceWithConversation"]["conversation"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let with: Vec<&str> = writers.iter().map(String::as_str).collect();
+    let conversation = shared_conversation(&bases[0], "load", &with).await;
 
     // Writers post through one instance and read their message back at once
     // through the other, with only their token; readers read meanwhile.
@@ -755,7 +731,7 @@ async fn the_whole_topology_pgbouncer_a_standby_and_two_instances_under_load() {
             let mut done = 0;
             while started.elapsed() < run_for {
                 let text = format!("{writer} {done}");
-                ok(&bases[(k + done) % 2], &writer, "mutation($c: ID!, $t: String!) { sendMessage(input: {conversationId: $c, content: $t}) { id } }", json!({"c": conversation, "t": text})).await;
+                ok(&bases[(k + done) % 2], &writer, SEND_MESSAGE, json!({"c": conversation, "t": text})).await;
                 let data = ok(
                     &bases[(k + done + 1) % 2],
                     &writer,
@@ -801,7 +777,7 @@ async fn the_whole_topology_pgbouncer_a_standby_and_two_instances_under_load() {
     let data = ok(
         &bases[1],
         "carol",
-        "query($c: ID!) { conversation(id: $c) { messages { totalCount } } }",
+        MESSAGE_COUNT,
         json!({"c": conversation}),
     )
     .await;
@@ -809,20 +785,7 @@ async fn the_whole_topology_pgbouncer_a_standby_and_two_instances_under_load() {
     // Reads went to the replica until it stopped.
     let mut replica_reads = 0.0;
     for base in &bases {
-        let metrics = reqwest::Client::new()
-            .get(format!("{base}/metrics"))
-            .bearer_auth("topology-metrics")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        replica_reads += metrics
-            .lines()
-            .find(|l| l.starts_with("cortex_db_read_target_total{target=\"replica\"}"))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .unwrap_or(0.0);
+        replica_reads += reads_on(&metrics(base, "topology-metrics").await.1, "replica");
     }
     assert!(replica_reads > 0.0);
     drop((a, b));

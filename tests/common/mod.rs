@@ -646,3 +646,31 @@ pub(crate) async fn statements_run(conn: &mut diesel_async::AsyncPgConnection) -
     .expect("pg_stat_statements (the test cluster preloads it)");
     row.calls
 }
+
+/// `/metrics` text parsed as Prometheus reads it.
+pub(crate) fn scrape_metrics(text: &str) -> prometheus_parse::Scrape {
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text")
+}
+
+/// The value of metric `name` with `labels` (a histogram's count), if present.
+pub(crate) fn metric_value(
+    scrape: &prometheus_parse::Scrape,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .find(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(ref buckets) => {
+                buckets.last().map_or(0.0, |b| b.count)
+            }
+            prometheus_parse::Value::Summary(_) => 0.0,
+        })
+}
