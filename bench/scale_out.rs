@@ -37,6 +37,9 @@ use serde_json::{json, Value};
 mod pooler;
 #[allow(dead_code, reason = "shared with the other benches; RSS is theirs")]
 mod server;
+#[path = "../tests/common/tools.rs"]
+#[allow(dead_code, reason = "the tests' helper, shared whole")]
+mod tools;
 use server::{start_server, Server};
 
 const DATABASE: &str = "cortex_bench_scale";

@@ -98,14 +98,6 @@ fn hand_key_to_postgres(dir: &Path) {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[derive(diesel::QueryableByName)]
 struct Ssl {
     #[diesel(sql_type = Bool)]
@@ -125,7 +117,7 @@ async fn sslmode_require_and_verify_full_connect_encrypted_and_a_wrong_ca_is_ref
     let certs = tempfile::tempdir().unwrap();
     certificates(certs.path());
     hand_key_to_postgres(certs.path());
-    let port = free_port();
+    let port = common::tools::free_port();
     let mut options =
         ClusterOptions::new(std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tls-pg"));
     options.extra_settings = vec![

@@ -1,7 +1,6 @@
 //! A headless Chromium for the tests that need a real browser (GraphiQL, CORS
 //! from another origin).
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,24 +16,12 @@ pub(crate) struct Browser {
 impl Browser {
     /// `None` when chromedriver is missing outside CI; in CI its absence fails the test.
     pub(crate) async fn start() -> Option<Self> {
-        let Some(chromedriver) = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-        else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must install chromium and chromium-driver"
-            );
-            eprintln!(
-                "SKIPPED: chromedriver is not installed (apt-get install chromium chromium-driver)"
-            );
-            return None;
-        };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let chromedriver = super::tools::installed(
+            "chromedriver",
+            &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"],
+            "chromium chromium-driver",
+        )?;
+        let port = super::tools::free_port();
         let driver = Command::new(chromedriver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

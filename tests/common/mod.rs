@@ -10,6 +10,7 @@
 pub(crate) mod bombs;
 pub(crate) mod browser;
 pub(crate) mod pooler;
+pub(crate) mod tools;
 pub(crate) mod ws;
 
 use std::sync::OnceLock;

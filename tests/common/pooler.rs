@@ -22,23 +22,12 @@ impl PgBouncer {
     /// database. `None` when it is not installed, outside CI; in CI (which
     /// installs it) its absence fails the test.
     pub(crate) fn start(socket_dir: &Path, pool_size: u32) -> Option<Self> {
-        let Some(binary) = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-        else {
-            assert!(
-                std::env::var("CI").is_err(),
-                "pgbouncer is not installed (.ci/run installs it)"
-            );
-            eprintln!("SKIPPED: pgbouncer is not installed (apt-get install pgbouncer)");
-            return None;
-        };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let binary = super::tools::installed(
+            "pgbouncer",
+            &["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"],
+            "pgbouncer",
+        )?;
+        let port = super::tools::free_port();
         // Under /tmp: the account PgBouncer runs as must read its files.
         let dir = std::env::temp_dir().join(format!("cortex-pgbouncer-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
