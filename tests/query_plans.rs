@@ -1,13 +1,14 @@
 //! The indexes answer what they are there for, shown by PostgreSQL's own `EXPLAIN` of
 //! the SQL diesel builds: the metadata filter's `contains` and `hasKey` from the GIN
-//! indexes, a conversation's message page in order from its btree index.
+//! indexes across a table, never within one parent's rows; a conversation's message
+//! page in order from its btree index.
 
 mod common;
 
-use common::TestDb;
-use cortex::db::metadata::MetadataFilter;
+use common::{statement_meter, Api, TestDb};
+use cortex::db::metadata::{MetadataFilter, PathPredicate, Within};
 use cortex::db::schema;
-use cortex::db::{messages, workspaces};
+use cortex::db::{conversations, messages, workspaces};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
@@ -61,7 +62,7 @@ async fn contains_uses_the_jsonb_path_ops_gin_index() {
     let mut conn = conn_without(&db, &["seqscan"]).await;
     let filter = MetadataFilter::containing(json!({"tier": "gold"}));
     let query = schema::workspaces::table
-        .filter(workspaces::metadata_predicate(&filter))
+        .filter(workspaces::metadata_predicate(&filter, Within::Table))
         .select(schema::workspaces::id);
     let plan = plan(&mut conn, query).await;
     assert!(
@@ -79,12 +80,196 @@ async fn has_key_uses_the_key_existence_gin_index() {
         ..Default::default()
     };
     let query = schema::messages::table
-        .filter(messages::metadata_predicate(&filter))
+        .filter(messages::metadata_predicate(&filter, Within::Table))
         .select(schema::messages::id);
     let plan = plan(&mut conn, query).await;
     assert!(
         plan.contains("Bitmap Index Scan on idx_messages_metadata_keys "),
         "hasKey did not use idx_messages_metadata_keys:\n{plan}"
+    );
+}
+
+/// Every metadata test a GIN index can answer, one filter each.
+fn indexable_filters() -> Vec<(&'static str, MetadataFilter)> {
+    let keys = || Some(vec!["tier".to_string(), "plan".to_string()]);
+    vec![
+        (
+            "contains",
+            MetadataFilter::containing(json!({"tier": "gold"})),
+        ),
+        (
+            "hasKey",
+            MetadataFilter {
+                has_key: Some("tier".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "hasAnyKeys",
+            MetadataFilter {
+                has_any_keys: keys(),
+                ..Default::default()
+            },
+        ),
+        (
+            "hasAllKeys",
+            MetadataFilter {
+                has_all_keys: keys(),
+                ..Default::default()
+            },
+        ),
+        (
+            "path eq",
+            MetadataFilter {
+                path: vec![PathPredicate {
+                    path: vec!["labels".into(), "team".into()],
+                    eq: Some(json!("core")),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn within_a_parent_no_metadata_or_participant_test_can_use_a_gin_index() {
+    use schema::conversations::dsl as c;
+    let db = TestDb::new().await;
+    // Everything but a GIN index forbidden: the planner takes one whenever it can.
+    let mut conn = conn_without(&db, &["seqscan", "indexscan"]).await;
+    for (name, filter) in indexable_filters() {
+        let across = conversations::filtered(
+            &conversations::ConversationFilter {
+                metadata: Some(filter.clone()),
+                ..Default::default()
+            },
+            Within::Table,
+        )
+        .select(c::id);
+        let plan_across = plan(&mut conn, across).await;
+        assert!(
+            plan_across.contains("idx_conversations_metadata"),
+            "{name} across the table did not use a GIN index:\n{plan_across}"
+        );
+        // Within a parent a GIN scan would read the whole table's matches per parent.
+        let within = conversations::filtered(
+            &conversations::ConversationFilter {
+                metadata: Some(filter.clone()),
+                ..Default::default()
+            },
+            Within::Parent,
+        )
+        .select(c::id);
+        let plan_within = plan(&mut conn, within).await;
+        assert!(
+            !plan_within.contains("Index") && plan_within.contains("Seq Scan on conversations"),
+            "{name} within a parent used an index:\n{plan_within}"
+        );
+        let messages_within = messages::filtered(
+            &messages::MessageFilter {
+                metadata: Some(filter),
+                ..Default::default()
+            },
+            Within::Parent,
+        )
+        .select(schema::messages::id);
+        let plan_messages = plan(&mut conn, messages_within).await;
+        assert!(
+            !plan_messages.contains("Index"),
+            "{name} within a conversation used an index:\n{plan_messages}"
+        );
+    }
+    let by_participant = |within| {
+        conversations::filtered(
+            &conversations::ConversationFilter {
+                participant_id: Some("carol".into()),
+                ..Default::default()
+            },
+            within,
+        )
+        .select(c::id)
+    };
+    let across = plan(&mut conn, by_participant(Within::Table)).await;
+    assert!(
+        across.contains("idx_conversations_participants"),
+        "{across}"
+    );
+    let within = plan(&mut conn, by_participant(Within::Parent)).await;
+    assert!(!within.contains("Index"), "{within}");
+}
+
+/// The statements of pg_stat_statements whose text holds `needle`.
+async fn statements_holding(conn: &mut AsyncPgConnection, needle: &str) -> Vec<String> {
+    #[derive(QueryableByName)]
+    struct Statement {
+        #[diesel(sql_type = Text)]
+        query: String,
+    }
+    diesel::sql_query(
+        "SELECT query FROM pg_stat_statements
+          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND strpos(query, $1) > 0 AND query NOT LIKE '%pg_stat_statements%'",
+    )
+    .bind::<Text, _>(needle)
+    .load::<Statement>(conn)
+    .await
+    .expect("pg_stat_statements (the test cluster preloads it)")
+    .into_iter()
+    .map(|s| s.query)
+    .collect()
+}
+
+#[tokio::test]
+async fn the_api_filters_pages_per_parent_with_the_functions_and_the_callers_lists_with_the_operators(
+) {
+    const CREATE_WS: &str =
+        "mutation($m: JSON) { createWorkspace(input: {name: \"w\", metadata: $m}) { id } }";
+    const CREATE_CONV: &str = "mutation($w: ID!, $m: JSON) { createConversation(input: {workspaceId: $w, topic: \"t\", participantIds: [\"alice\"], metadata: $m}) { id } }";
+    let api = Api::new().await;
+    let mut meter = statement_meter(&api.db).await;
+    let ws = api
+        .ok("alice", CREATE_WS, json!({"m": {"tier": "gold"}}))
+        .await["createWorkspace"]["id"]
+        .clone();
+    for tier in ["gold", "silver"] {
+        api.ok("alice", CREATE_CONV, json!({"w": ws, "m": {"tier": tier}}))
+            .await;
+    }
+    let data = api
+        .ok(
+            "alice",
+            "{ workspaces(first: 10, filter: {metadata: {contains: {tier: \"gold\"}}}) { nodes { conversations(first: 10, filter: {metadata: {contains: {tier: \"gold\"}}}) { nodes { metadata } totalCount } } }
+               participatingConversations(first: 10, filter: {metadata: {hasKey: \"tier\"}}) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        data["workspaces"]["nodes"][0]["conversations"],
+        json!({"nodes": [{"metadata": {"tier": "gold"}}], "totalCount": 1})
+    );
+    assert_eq!(data["participatingConversations"]["totalCount"], 2);
+
+    // The per-parent page and count test each row with `jsonb_contains`, no operator.
+    let per_parent = statements_holding(&mut meter, "LATERAL").await;
+    assert_eq!(per_parent.len(), 2, "{per_parent:#?}");
+    for statement in &per_parent {
+        assert!(
+            statement.contains("jsonb_contains(\"conversations\".\"metadata\"")
+                && !statement.contains("\"metadata\" @>"),
+            "{statement}"
+        );
+    }
+    // The caller's own lists keep the operators, for the planner's choice of index.
+    let across = statements_holding(&mut meter, "\"metadata\" @>").await;
+    assert!(
+        across.iter().any(|s| s.contains("FROM \"workspaces\"")),
+        "{across:#?}"
+    );
+    let across = statements_holding(&mut meter, "\"metadata\" ?").await;
+    assert!(
+        across.iter().any(|s| s.contains("\"participant_ids\" @>")),
+        "{across:#?}"
     );
 }
 
@@ -113,7 +298,7 @@ fn a_filter_shape_admitted_by_the_pool_is_prepared_once_and_others_are_not() {
     use cortex::db::metadata::{PreparedShapes, MAX_PREPARED_FILTER_SHAPES};
     let cacheable = |filter: &MetadataFilter| {
         let query = schema::workspaces::table
-            .filter(workspaces::metadata_predicate(filter))
+            .filter(workspaces::metadata_predicate(filter, Within::Table))
             .select(schema::workspaces::id);
         QueryFragment::<Pg>::is_safe_to_cache_prepared(&query, &Pg).unwrap()
     };

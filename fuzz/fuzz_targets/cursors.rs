@@ -24,7 +24,10 @@ fuzz_target!(|cursor: &str| {
         }
     }
     match decode_search_cursor(cursor) {
-        Ok(key) => assert_eq!(decode_search_cursor(&encode_search_cursor(key)).unwrap(), key),
+        Ok(key) => assert_eq!(
+            decode_search_cursor(&encode_search_cursor(key)).unwrap(),
+            key
+        ),
         Err(e) => assert_eq!(e.code(), "BAD_USER_INPUT"),
     }
 });

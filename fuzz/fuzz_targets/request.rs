@@ -7,12 +7,12 @@
 use std::sync::{Arc, LazyLock};
 
 use cortex::auth::Caller;
-use cortex::graphql::context::RequestContext;
+use cortex::error::response::normalize_error;
 use cortex::graphql::complete::ResponseShape;
+use cortex::graphql::context::RequestContext;
 use cortex::graphql::documents::DocumentCache;
 use cortex::graphql::http::SharedContext;
 use cortex::graphql::persisted::{PersistedDocuments, WireBatch};
-use cortex::error::response::normalize_error;
 use cortex::graphql::{build_schema, CortexSchema, SchemaOptions};
 use libfuzzer_sys::fuzz_target;
 
@@ -65,11 +65,7 @@ fuzz_target!(|body: &[u8]| {
         let request = request.data(SharedContext(CONTEXT.clone()));
         let limits = cortex::graphql::limits::QueryLimits::default();
         let (response, _) = RUNTIME.block_on(CONTEXT.run(cortex::graphql::execute(
-            &SCHEMA,
-            &limits,
-            &DOCUMENTS,
-            &SHAPE,
-            request,
+            &SCHEMA, &limits, &DOCUMENTS, &SHAPE, request,
         )));
         for error in response.errors.into_iter().map(normalize_error) {
             let code = error

@@ -6,7 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::db::metadata::{metadata_predicate_for, MetadataFilter};
+use crate::db::metadata::{metadata_predicate_for, MetadataFilter, Within};
 use crate::db::schema::conversations;
 use crate::db::workspaces::{escape_like, Workspace};
 use crate::db::{ordered_page, Page, PageArgs};
@@ -90,14 +90,28 @@ pub async fn get_many(
         .await
 }
 
-/// The criteria of `filter` as a boxed query over all conversations.
-pub fn filtered<'a>(filter: &ConversationFilter) -> conversations::BoxedQuery<'a, diesel::pg::Pg> {
+diesel::define_sql_function! {
+    /// `array @> part`, as a function no index answers (see [`Within::Parent`]).
+    fn arraycontains(array: diesel::sql_types::Array<diesel::sql_types::Text>, part: diesel::sql_types::Array<diesel::sql_types::Text>) -> diesel::sql_types::Bool;
+}
+
+/// The criteria of `filter` as a boxed query over all conversations, to be read
+/// `within` the table or one workspace (which decides whether GIN indexes answer
+/// the metadata and participant tests).
+pub fn filtered<'a>(
+    filter: &ConversationFilter,
+    within: Within,
+) -> conversations::BoxedQuery<'a, diesel::pg::Pg> {
     let mut query = conversations::table.into_boxed();
     if let Some(m) = &filter.metadata {
-        query = query.filter(metadata_predicate(m));
+        query = query.filter(metadata_predicate(m, within));
     }
     if let Some(user) = &filter.participant_id {
-        query = query.filter(conversations::participant_ids.contains(vec![user.clone()]));
+        let users = vec![user.clone()];
+        query = match within {
+            Within::Table => query.filter(conversations::participant_ids.contains(users)),
+            Within::Parent => query.filter(arraycontains(conversations::participant_ids, users)),
+        };
     }
     if let Some(part) = &filter.topic_contains {
         query = query.filter(conversations::topic.ilike(format!("%{}%", escape_like(part))));
@@ -112,7 +126,7 @@ pub async fn list_by_workspace(
     filter: &ConversationFilter,
     args: &PageArgs,
 ) -> QueryResult<Page<Conversation>> {
-    let query = filtered(filter)
+    let query = filtered(filter, Within::Parent)
         .filter(conversations::workspace_id.eq(workspace_id))
         .select(Conversation::as_select());
     let query = ordered_page!(query, args, conversations);
@@ -125,7 +139,7 @@ pub async fn count_by_workspace(
     workspace_id: Uuid,
     filter: &ConversationFilter,
 ) -> QueryResult<i64> {
-    filtered(filter)
+    filtered(filter, Within::Parent)
         .filter(conversations::workspace_id.eq(workspace_id))
         .count()
         .get_result(conn)
@@ -141,7 +155,7 @@ pub async fn find_by_metadata(
     conversations::table
         .filter(conversations::workspace_id.eq(workspace_id))
         .into_boxed()
-        .filter(metadata_predicate(filter))
+        .filter(metadata_predicate(filter, Within::Parent))
         .order((conversations::created_at.desc(), conversations::id.desc()))
         .select(Conversation::as_select())
         .load(conn)

@@ -253,7 +253,7 @@ mod tests {
                 .select(c::topic)
                 .single_value()
                 .eq("mine");
-            let inner = messages::filtered(filter)
+            let inner = messages::filtered(filter, crate::db::metadata::Within::Parent)
                 .filter(m::conversation_id.eq(parent_id()))
                 .select(messages::columns(with_metadata))
                 .limit(21);

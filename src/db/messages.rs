@@ -8,7 +8,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::db::conversations::Conversation;
-use crate::db::metadata::{metadata_predicate_for, MetadataFilter};
+use crate::db::metadata::{metadata_predicate_for, MetadataFilter, Within};
 use crate::db::schema::{conversations, messages, sql_types::Tsvector, workspaces};
 use crate::db::{keyset_page, Page, PageArgs};
 
@@ -116,11 +116,16 @@ pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<M
         .optional()
 }
 
-/// The criteria of `filter` as a boxed query over all messages.
-pub fn filtered<'a>(filter: &MessageFilter) -> messages::BoxedQuery<'a, diesel::pg::Pg> {
+/// The criteria of `filter` as a boxed query over all messages, to be read `within`
+/// the table or one conversation (which decides whether GIN indexes answer the
+/// metadata tests).
+pub fn filtered<'a>(
+    filter: &MessageFilter,
+    within: Within,
+) -> messages::BoxedQuery<'a, diesel::pg::Pg> {
     let mut query = messages::table.into_boxed();
     if let Some(m) = &filter.metadata {
-        query = query.filter(metadata_predicate(m));
+        query = query.filter(metadata_predicate(m, within));
     }
     if let Some(sender) = &filter.sender_id {
         query = query.filter(messages::sender_id.eq(sender.clone()));
@@ -141,7 +146,7 @@ pub async fn list_by_conversation(
     filter: &MessageFilter,
     args: &PageArgs,
 ) -> QueryResult<Page<Message>> {
-    let query = filtered(filter)
+    let query = filtered(filter, Within::Parent)
         .filter(messages::conversation_id.eq(conversation_id))
         .select(Message::as_select());
     let query = keyset_page!(query, args, messages::timestamp, messages::id, asc);
@@ -154,7 +159,7 @@ pub async fn count_by_conversation(
     conversation_id: Uuid,
     filter: &MessageFilter,
 ) -> QueryResult<i64> {
-    filtered(filter)
+    filtered(filter, Within::Parent)
         .filter(messages::conversation_id.eq(conversation_id))
         .count()
         .get_result(conn)
@@ -202,7 +207,7 @@ pub async fn find_by_metadata(
     messages::table
         .filter(messages::conversation_id.eq(conversation_id))
         .into_boxed()
-        .filter(metadata_predicate(filter))
+        .filter(metadata_predicate(filter, Within::Parent))
         .order((messages::timestamp.asc(), messages::id.asc()))
         .select(Message::as_select())
         .load(conn)

@@ -46,7 +46,7 @@ impl Scope {
         filter: &ConversationFilter,
         args: &PageArgs,
     ) -> QueryResult<HashMap<Uuid, Page<Conversation>>> {
-        let inner = conversations::filtered(filter)
+        let inner = conversations::filtered(filter, Within::Parent)
             .filter(c::workspace_id.eq(parent_id()))
             .select(Conversation::as_select());
         let inner = ordered_page!(inner, args, conversations);
@@ -71,7 +71,7 @@ impl Scope {
         parents: Vec<Uuid>,
         filter: &ConversationFilter,
     ) -> QueryResult<HashMap<Uuid, i64>> {
-        let inner = conversations::filtered(filter)
+        let inner = conversations::filtered(filter, Within::Parent)
             .filter(c::workspace_id.eq(parent_id()))
             .count();
         let counts = TaggedPerParent::new(parents.clone(), self.parent_workspace_owned(), inner)
@@ -89,7 +89,7 @@ impl Scope {
         with_metadata: bool,
         args: &PageArgs,
     ) -> QueryResult<HashMap<Uuid, Page<Message>>> {
-        let inner = messages::filtered(filter)
+        let inner = messages::filtered(filter, Within::Parent)
             .filter(m::conversation_id.eq(parent_id()))
             .select(messages::columns(with_metadata));
         let inner = keyset_page!(inner, args, m::timestamp, m::id, asc);
@@ -113,7 +113,7 @@ impl Scope {
         parents: Vec<Uuid>,
         filter: &MessageFilter,
     ) -> QueryResult<HashMap<Uuid, i64>> {
-        let inner = messages::filtered(filter)
+        let inner = messages::filtered(filter, Within::Parent)
             .filter(m::conversation_id.eq(parent_id()))
             .count();
         let counts =

@@ -31,6 +31,7 @@ use crate::db::lateral::{
     by_parent, counts_by_parent, pages_by_parent, parent_id, PerParent, TaggedPerParent,
 };
 use crate::db::messages::{self, Message, MessageChanges, MessageFilter, SearchHit, SearchKey};
+use crate::db::metadata::Within;
 use crate::db::schema::{conversations as c, messages as m, users as u, workspaces as w};
 use crate::db::users::{User, UserName};
 use crate::db::workspaces::{self, Workspace, WorkspaceChanges, WorkspaceFilter};

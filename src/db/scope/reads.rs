@@ -105,7 +105,8 @@ impl Scope {
     }
 
     fn participating(&self, filter: &ConversationFilter) -> c::BoxedQuery<'static, Pg> {
-        conversations::filtered(filter).filter(c::participant_ids.contains(vec![self.me()]))
+        conversations::filtered(filter, Within::Table)
+            .filter(c::participant_ids.contains(vec![self.me()]))
     }
 
     /// The conversations the caller takes part in, in any workspace, one keyset page
