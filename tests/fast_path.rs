@@ -1,5 +1,5 @@
-//! The fast path for listed messages (`graphql::plain`) runs where it may, and
-//! steps aside when an async-graphql extension is installed.
+//! The fast path for listed messages and conversations (`graphql::plain`) runs
+//! where it may, and steps aside when an async-graphql extension is installed.
 
 mod common;
 
@@ -68,7 +68,7 @@ async fn run(api: &Api, schema: &CortexSchema, query: &str) -> (serde_json::Valu
 }
 
 #[tokio::test]
-async fn listed_messages_take_the_fast_path_unless_an_extension_is_installed() {
+async fn listed_messages_and_conversations_take_the_fast_path_unless_an_extension_is_installed() {
     let api = Api::new().await;
     let ws = api
         .ok(
@@ -109,6 +109,13 @@ async fn listed_messages_take_the_fast_path_unless_an_extension_is_installed() {
         run(&api, &plain_schema, not_plain).await.1,
         0,
         "a field that loads"
+    );
+    let conversations =
+        "{ workspaces { nodes { conversations { nodes { id topic metadata } } } } }";
+    assert_eq!(
+        run(&api, &plain_schema, conversations).await.1,
+        1,
+        "listed conversations too"
     );
 
     let seen = CountContent::default();

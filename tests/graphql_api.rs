@@ -835,6 +835,37 @@ async fn a_query_deeper_than_the_limit_is_refused_before_any_sql() {
     assert_eq!(spent, 0, "SQL ran for a refused query");
 }
 
+/// The response to `query(marker)` (data only), asserted byte for byte the same
+/// with `marker` = `__typename`, which keeps a list on the fast path, and
+/// `__typename __typename` (a key selected twice, which async-graphql merges), which
+/// sends every object through async-graphql's own resolution.
+async fn same_on_both_paths(
+    api: &Api,
+    query: impl Fn(&str) -> String,
+    variables: Value,
+    what: &str,
+) -> Value {
+    let mut bodies = Vec::new();
+    for marker in ["__typename", "__typename __typename"] {
+        let body = json!({"query": query(marker), "variables": variables});
+        let (status, _, bytes) = api
+            .send(common::graphql_post(Some(&api.token("alice")), &body))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        // The cost extension (times) differs from run to run; the data must not.
+        let body = String::from_utf8(bytes).unwrap();
+        let data = match body.split_once(",\"extensions\":") {
+            Some((data, _)) => format!("{data}}}"),
+            None => body,
+        };
+        bodies.push(data);
+    }
+    assert_eq!(bodies[0], bodies[1], "{what}");
+    let response: Value = serde_json::from_str(&bodies[0]).unwrap();
+    assert!(response.get("errors").is_none(), "{response:#}");
+    response
+}
+
 #[tokio::test]
 async fn messages_and_senders_resolve_the_same_on_the_fast_path_as_through_async_graphql() {
     let api = Api::new().await;
@@ -889,27 +920,49 @@ async fn messages_and_senders_resolve_the_same_on_the_fast_path_as_through_async
                 selection.replace("{F}", marker)
             )
         };
-        let mut bodies = Vec::new();
-        for marker in ["__typename", "__typename __typename"] {
-            let body = json!({"query": query(marker), "variables": {"c": conv}});
-            let (status, _, bytes) = api
-                .send(common::graphql_post(Some(&api.token("alice")), &body))
-                .await;
-            assert_eq!(status, StatusCode::OK);
-            // The cost extension (times) differs from run to run; the data must not.
-            let body = String::from_utf8(bytes).unwrap();
-            let data = match body.split_once(",\"extensions\":") {
-                Some((data, _)) => format!("{data}}}"),
-                None => body,
-            };
-            bodies.push(data);
-        }
-        assert_eq!(bodies[0], bodies[1], "{selection}");
-        let response: Value = serde_json::from_str(&bodies[0]).unwrap();
+        let response = same_on_both_paths(&api, query, json!({"c": conv}), selection).await;
         let messages = &response["data"]["conversation"]["messages"];
-        assert!(response.get("errors").is_none(), "{response:#}");
         let list = messages.get("nodes").or(messages.get("edges")).unwrap();
         assert_eq!(list.as_array().unwrap().len(), 3, "{response:#}");
+    }
+}
+
+#[tokio::test]
+async fn conversations_resolve_the_same_on_the_fast_path_as_through_async_graphql() {
+    let api = Api::new().await;
+    let (ws, _, _) = alice_world(&api).await;
+    let create = "mutation($w: ID!, $t: String!, $m: JSON) { createConversation(input: {workspaceId: $w, topic: $t, participantIds: [\"bob\", \"carol\"], metadata: $m}) { id } }";
+    let metadata = json!({"tier": "gold", "n": 2.5, "tags": ["a"], "nested": {"k": null}});
+    let topic = "t \"quoted\" \u{e9}";
+    api.ok("alice", create, json!({"w": ws, "t": topic, "m": metadata}))
+        .await;
+    // `{F}` is marked as in the messages' test above.
+    let selections = [
+        "nodes { {F} id workspaceId topic participantIds metadata createdAt updatedAt }",
+        "edges { cursor node { {F} ...C about: topic } }",
+        "nodes { {F} topic topic }",
+        "nodes { {F} id messages(last: 1) { nodes { content } } }",
+        "nodes { {F} topic @skip(if: true) id @include(if: true) workspace { name } }",
+    ];
+    for selection in selections {
+        let fragments = if selection.contains("...C") {
+            "fragment C on Conversation { id metadata }"
+        } else {
+            ""
+        };
+        let query = |marker: &str| {
+            format!(
+                "query($w: ID!) {{ workspace(id: $w) {{ conversations(first: 10) {{ {} }} }} }} {fragments}",
+                selection.replace("{F}", marker)
+            )
+        };
+        let response = same_on_both_paths(&api, query, json!({"w": ws}), selection).await;
+        let conversations = &response["data"]["workspace"]["conversations"];
+        let list = conversations
+            .get("nodes")
+            .or(conversations.get("edges"))
+            .unwrap();
+        assert_eq!(list.as_array().unwrap().len(), 2, "{response:#}");
     }
 }
 

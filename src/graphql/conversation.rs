@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use async_graphql::{Context, Json, Object, SimpleObject};
+use async_graphql::{Context, InputType as _, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use crate::db::conversations::Conversation as ConversationRow;
@@ -23,6 +23,7 @@ use crate::graphql::paging::{
     latest_cost, page_args, participants_cost, within, DEFAULT_LATEST, DEFAULT_PARTICIPANTS,
     MAX_LATEST, MAX_PARTICIPANTS,
 };
+use crate::graphql::plain::{Plain, PlainField, PlainFields, PlainPlan};
 use crate::graphql::user::UserProfile;
 use crate::graphql::workspace::Workspace;
 
@@ -236,12 +237,32 @@ impl Conversation {
 /// A page of conversations.
 pub type ConversationConnection = Connection<Conversation>;
 
+// Conversations come by the hundred in nested and filtered pages: their in-memory
+// fields skip async-graphql's per-field futures too (see `plain`).
+impl PlainFields for Conversation {
+    const FIELDS: &'static [(&'static str, PlainField<Self>)] = &[
+        ("id", |c, _| Some(c.0.id.to_value())),
+        ("workspaceId", |c, _| Some(c.0.workspace_id.to_value())),
+        ("topic", |c, _| Some(c.0.topic.to_value())),
+        ("participantIds", |c, _| {
+            Some(c.0.participant_ids.to_value())
+        }),
+        ("metadata", |c, _| {
+            async_graphql::to_value(&c.0.metadata).ok()
+        }),
+        ("createdAt", |c, _| Some(c.0.created_at.to_value())),
+        ("updatedAt", |c, _| Some(c.0.updated_at.to_value())),
+    ];
+}
+
 impl Node for Conversation {
     const NAME: &'static str = "Conversation";
-    type Output<'a> = &'a Conversation;
-    type Prepared = ();
-    fn prepare(_: &Context<'_>) {}
-    fn output(&self, _: &()) -> &Conversation {
-        self
+    type Output<'a> = Plain<&'a Conversation>;
+    type Prepared = Option<Arc<PlainPlan>>;
+    fn prepare(ctx: &Context<'_>) -> Self::Prepared {
+        PlainPlan::for_list::<Conversation>(ctx)
+    }
+    fn output(&self, plan: &Self::Prepared) -> Plain<&Conversation> {
+        Plain::new(self, plan.clone())
     }
 }

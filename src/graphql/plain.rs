@@ -1,5 +1,6 @@
 //! A synchronous fast path for objects that are returned by the thousand (a nested
-//! page holds 2,000 messages and their senders).
+//! page holds 2,000 messages and their senders; a filtered one, hundreds of
+//! conversations).
 //!
 //! async-graphql resolves every field of every object through a boxed future, a
 //! `FuturesUnordered` and the extension chain: for a message whose fields are all in
@@ -19,8 +20,9 @@
 //! executable directive. Extensions hook every field, so a schema built with one
 //! turns the fast path off ([`FastPath`]; `build_schema_with_extension`). Values
 //! are encoded by the scalars' own `to_value`, as async-graphql encodes them;
-//! the API test `messages_and_senders_resolve_the_same_on_the_fast_path_as_through_async_graphql`
-//! compares both paths byte for byte, and `tests/fast_path.rs` shows the path runs,
+//! the API tests `messages_and_senders_resolve_the_same_on_the_fast_path_as_through_async_graphql`
+//! and `conversations_resolve_the_same_on_the_fast_path_as_through_async_graphql`
+//! compare both paths byte for byte, and `tests/fast_path.rs` shows the path runs,
 //! and does not with an extension.
 
 use std::borrow::Cow;
