@@ -3,8 +3,9 @@
 //! 1. Starts a private PostgreSQL like the embedded default (under
 //!    `target/bench-pg`), or uses `BENCH_DATABASE_URL` (with `pg_stat_statements`).
 //! 2. Loads a deterministic dataset made in SQL: 1,000 users, 10,000 workspaces,
-//!    100,000 conversations, 2,000,000 messages with metadata, then `VACUUM
-//!    ANALYZE`; skipped when the data is already there. Ids are `md5`-derived so
+//!    100,000 conversations, 2,000,000 messages with metadata, and 100 more users
+//!    whose workspaces hold 100 conversations each; then `VACUUM ANALYZE`; skipped
+//!    when the data is already there. Ids are `md5`-derived so
 //!    that pgbench scripts can name rows too.
 //! 3. Starts the release `cortex` against it and mints tokens for every owner.
 //! 4. Drives each workload with wrk at a fixed concurrency after a warm-up, every
@@ -18,7 +19,7 @@
 //! `BENCH_CONNECTIONS` (32), `BENCH_DURATION` (20s), `BENCH_WARMUP` (5s),
 //! `BENCH_POOL_SIZE` (16) and `BENCH_WORKLOADS` (comma-separated names) change the run;
 //! `BENCH_COMPARE=postgraphile` then runs the same workloads against PostGraphile
-//! (installed from npm) on the same data.
+//! and its connection filter plugin (installed from npm) on the same data.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -40,12 +41,18 @@ const SECRET: &str = "api-bench-secret-0123456789abcdef";
 const OWNERS: i64 = 1_000;
 const MESSAGES: i64 = 2_000_000;
 const CONVERSATIONS: i64 = 100_000;
+/// Owners `user1001` to `user1100`, whose 10 workspaces hold 100 conversations each.
+const WIDE_OWNERS: i64 = 100;
+const WIDE_CONVERSATIONS: i64 = 100_000;
 /// Distinct requests per workload file (each a different owner or id).
 const REQUESTS_PER_FILE: i64 = 5_000;
 
 /// 10 workspaces per owner, 10 conversations per workspace, 20 messages per
 /// conversation; `labels.team` is one of 10 teams, `tier` one of 3 (on
-/// workspaces and on conversations).
+/// workspaces and on conversations). Then 100 "wide" owners: 10 workspaces of
+/// 100 conversations each, no messages, a tenth of them gold, scattered by a hash
+/// (a page of 10 gold ones reads ~100 rows of its workspace): the shape where a
+/// GIN scan per parent costs most (`bench/RESULTS.md`, issue 17).
 const DATASET: &str = r#"
 INSERT INTO users (user_id, name, email, metadata)
   SELECT 'user' || u, 'User ' || u, 'user' || u || '@example.com', jsonb_build_object('plan', (ARRAY['free','pro'])[u % 2 + 1])
@@ -71,6 +78,21 @@ INSERT INTO messages (id, conversation_id, sender_id, content, "timestamp", meta
          timestamptz '2026-01-01' + make_interval(secs => m),
          jsonb_build_object('seq', m)
   FROM generate_series(1, 2000000) m;
+INSERT INTO users (user_id, name, email, metadata)
+  SELECT 'user' || u, 'User ' || u, 'user' || u || '@example.com', '{"plan": "pro"}'
+  FROM generate_series(1001, 1100) u;
+INSERT INTO workspaces (id, name, description, owner_id, metadata, created_at)
+  SELECT md5('w' || w)::uuid, 'Workspace ' || w, 'generated', 'user' || ((w - 1) / 10 + 1),
+         jsonb_build_object('tier', (ARRAY['gold','silver','bronze'])[w % 3 + 1]),
+         timestamptz '2026-01-01' + make_interval(secs => w)
+  FROM generate_series(10001, 11000) w;
+INSERT INTO conversations (id, workspace_id, topic, participant_ids, metadata, created_at)
+  SELECT md5('c' || c)::uuid, md5('w' || (10000 + (c - 100001) / 100 + 1))::uuid, 'Topic ' || c,
+         ARRAY['user' || (1000 + (c - 100001) / 1000 + 1)],
+         jsonb_build_object('channel', 'general', 'n', c, 'tier',
+           CASE abs(hashint4(c)) % 10 WHEN 0 THEN 'gold' WHEN 1 THEN 'silver' WHEN 2 THEN 'silver' ELSE 'bronze' END),
+         timestamptz '2026-01-01' + make_interval(secs => c)
+  FROM generate_series(100001, 200000) c;
 "#;
 
 /// One workload: the GraphQL request for request number `i`, and the pgbench
@@ -80,7 +102,8 @@ struct Workload {
     graphql: fn(i64) -> (i64, String),
     pgbench: &'static str,
     /// The same request to PostGraphile's generated schema (`BENCH_COMPARE`), where
-    /// it has one without plugins (no JSONB containment filter, no full-text search).
+    /// it has one: the metadata filter through postgraphile-plugin-connection-filter,
+    /// no full-text search, no filter on workspaces' nested JSON paths.
     postgraphile: Option<fn(i64) -> String>,
 }
 
@@ -104,6 +127,12 @@ fn filter(i: i64) -> (i64, String) {
 fn filtered_nested(i: i64) -> (i64, String) {
     let q = "{ workspaces(first: 10, orderBy: CREATED_AT_ASC) { nodes { conversations(first: 10, orderBy: CREATED_AT_ASC, filter: {metadata: {contains: {tier: \"gold\"}}}) { nodes { id topic metadata } } } } }";
     (owner_of(i), serde_json::json!({ "query": q }).to_string())
+}
+
+/// `filtered_nested` for the wide owners (100 conversations per workspace).
+fn filtered_nested_wide(i: i64) -> (i64, String) {
+    let (_, body) = filtered_nested(i);
+    (OWNERS + (i * 7919) % WIDE_OWNERS + 1, body)
 }
 
 fn point(i: i64) -> (i64, String) {
@@ -148,21 +177,38 @@ fn postgraphile_nested(i: i64) -> String {
     serde_json::json!({ "query": q }).to_string()
 }
 
+/// `filtered_nested` through postgraphile-plugin-connection-filter's `filter`
+/// (PostGraphile has no JSONB containment filter of its own).
+fn postgraphile_filtered_nested(i: i64) -> String {
+    postgraphile_filtered_nested_of(owner_of(i))
+}
+
+fn postgraphile_filtered_nested_wide(i: i64) -> String {
+    postgraphile_filtered_nested_of(filtered_nested_wide(i).0)
+}
+
+fn postgraphile_filtered_nested_of(owner: i64) -> String {
+    let q = format!(
+        "{{ allWorkspaces(condition: {{ownerId: \"user{owner}\"}}, first: 10, orderBy: [CREATED_AT_ASC, ID_ASC]) {{ nodes {{ conversationsByWorkspaceId(first: 10, orderBy: [CREATED_AT_ASC, ID_ASC], filter: {{metadata: {{contains: {{tier: \"gold\"}}}}}}) {{ nodes {{ id topic metadata }} }} }} }} }}"
+    );
+    serde_json::json!({ "query": q }).to_string()
+}
+
 fn postgraphile_point(i: i64) -> String {
     let m = (i * 104_729) % MESSAGES + 1;
-    let q = "query($id: ID!) { messageById(id: $id) { id content timestamp } }";
+    let q = "query($id: UUID!) { messageById(id: $id) { id content timestamp } }";
     serde_json::json!({ "query": q, "variables": { "id": format!("@m{m}") } }).to_string()
 }
 
 fn postgraphile_write(i: i64) -> String {
     let owner = owner_of(i);
     let c = (owner - 1) * 100 + i % 100 + 1;
-    let q = "mutation($c: ID!, $s: String!, $t: String!) { createMessage(input: {message: {conversationId: $c, senderId: $s, content: $t}}) { message { id timestamp } } }";
+    let q = "mutation($c: UUID!, $s: String!, $t: String!) { createMessage(input: {message: {conversationId: $c, senderId: $s, content: $t}}) { message { id timestamp } } }";
     serde_json::json!({ "query": q, "variables": { "c": format!("@c{c}"), "s": format!("user{owner}"), "t": format!("bench message {i}") } })
         .to_string()
 }
 
-const WORKLOADS: [Workload; 6] = [
+const WORKLOADS: [Workload; 7] = [
     Workload {
         name: "nested",
         graphql: nested,
@@ -201,8 +247,24 @@ FROM (
     Workload {
         name: "filtered_nested",
         graphql: filtered_nested,
-        postgraphile: None,
+        postgraphile: Some(postgraphile_filtered_nested),
         pgbench: r#"\set owner random(1, 1000)
+SELECT json_build_object('data', json_build_object('workspaces', json_build_object('nodes', coalesce(json_agg(w), '[]'))))
+FROM (
+  SELECT json_build_object('nodes', (
+    SELECT coalesce(json_agg(c), '[]') FROM (
+      SELECT c.id, c.topic, c.metadata FROM conversations c
+      WHERE c.workspace_id = w.id AND c.metadata @> '{"tier": "gold"}'
+      ORDER BY c.created_at, c.id LIMIT 10) c)) AS conversations
+  FROM workspaces w WHERE w.owner_id = 'user' || :owner
+  ORDER BY w.created_at, w.id LIMIT 10) w;
+"#,
+    },
+    Workload {
+        name: "filtered_nested_wide",
+        graphql: filtered_nested_wide,
+        postgraphile: Some(postgraphile_filtered_nested_wide),
+        pgbench: r#"\set owner random(1001, 1100)
 SELECT json_build_object('data', json_build_object('workspaces', json_build_object('nodes', coalesce(json_agg(w), '[]'))))
 FROM (
   SELECT json_build_object('nodes', (
@@ -282,14 +344,15 @@ async fn ensure_dataset(admin_url: &str, url: &str) -> Result<()> {
         .await
         .ok()
             == Some(MESSAGES)
-            // Datasets from before conversations had a tier are made again.
+            // Datasets from before conversations had a tier, or before the wide
+            // owners, are made again.
             && count(
                 &mut conn,
-                "SELECT count(*) AS n FROM conversations WHERE metadata @> '{\"tier\": \"gold\"}'",
+                "SELECT count(*) AS n FROM conversations WHERE metadata ? 'tier'",
             )
             .await
             .ok()
-                == Some(CONVERSATIONS / 3)
+                == Some(CONVERSATIONS + WIDE_CONVERSATIONS)
         {
             println!("dataset: already loaded");
             return Ok(());
@@ -470,7 +533,8 @@ struct BenchRun<'a> {
 
 /// `BENCH_COMPARE=postgraphile`: PostGraphile v4 (from npm, installed under
 /// `target/bench-api/postgraphile`) on the same database, after Cortex has stopped,
-/// with the same wrk settings, for the workloads its plain schema can express.
+/// with the same wrk settings, for the workloads its schema (with the connection
+/// filter plugin) can express.
 async fn compare_with_postgraphile(
     run: &BenchRun<'_>,
     meter: &mut AsyncPgConnection,
@@ -479,12 +543,16 @@ async fn compare_with_postgraphile(
 ) -> Result<bool> {
     let dir = run.work.join("postgraphile");
     let bin = dir.join("node_modules/.bin/postgraphile");
-    if !bin.exists() {
-        println!("installing postgraphile@4 from npm into {}", dir.display());
+    const FILTER_PLUGIN: &str = "postgraphile-plugin-connection-filter";
+    if !bin.exists() || !dir.join("node_modules").join(FILTER_PLUGIN).exists() {
+        println!(
+            "installing postgraphile@4 and {FILTER_PLUGIN}@2 from npm into {}",
+            dir.display()
+        );
         let status = Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--prefix"])
             .arg(&dir)
-            .arg("postgraphile@4")
+            .args(["postgraphile@4", &format!("{FILTER_PLUGIN}@2")])
             .status()
             .context("BENCH_COMPARE=postgraphile needs Node.js and npm")?;
         if !status.success() {
@@ -502,6 +570,10 @@ async fn compare_with_postgraphile(
             "--disable-query-log",
             "--max-pool-size",
             &pool,
+            // JSON in and out as JSON, as Cortex's `JSON` scalar is.
+            "--dynamic-json",
+            "--append-plugins",
+            FILTER_PLUGIN,
         ])
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .arg("--connection")
@@ -523,7 +595,7 @@ async fn compare_with_postgraphile(
     std::thread::spawn(move || for _ in lines {});
     let base = format!("http://127.0.0.1:{port}");
 
-    writeln!(report, "\nPostGraphile 4 (Node.js, `--max-pool-size {pool}`, no JWT: the owner is a query condition) on the same data, after Cortex stopped:")?;
+    writeln!(report, "\nPostGraphile 4 (Node.js, `--max-pool-size {pool} --dynamic-json`, {FILTER_PLUGIN} for the metadata filter, no JWT: the owner is a query condition) on the same data, after Cortex stopped:")?;
     writeln!(
         report,
         "| workload | PostGraphile req/s | p50 | p99 | errors | Cortex / PostGraphile |"
@@ -624,7 +696,7 @@ fn main() -> Result<()> {
         let pool_size = std::env::var("BENCH_POOL_SIZE").unwrap_or("16".into());
         let server = start_server(&url, SECRET, &[("DB_POOL_SIZE", pool_size)])?;
         let auth = Authenticator::new(SECRET.as_bytes());
-        let tokens: Vec<String> = (1..=OWNERS)
+        let tokens: Vec<String> = (1..=OWNERS + WIDE_OWNERS)
             .map(|u| auth.mint(&format!("user{u}"), Some(&format!("User {u}")), None, 24 * 3600))
             .collect();
         let mut report = String::new();
