@@ -133,7 +133,7 @@ fn indexable_filters() -> Vec<(&'static str, MetadataFilter)> {
 }
 
 #[tokio::test]
-async fn within_a_parent_no_metadata_or_participant_test_can_use_a_gin_index() {
+async fn within_a_parent_no_metadata_participant_or_sender_test_can_use_an_index() {
     use schema::conversations::dsl as c;
     let db = TestDb::new().await;
     // Everything but a GIN index forbidden: the planner takes one whenever it can.
@@ -197,6 +197,20 @@ async fn within_a_parent_no_metadata_or_participant_test_can_use_a_gin_index() {
     );
     let within = plan(&mut conn, by_participant(Within::Parent)).await;
     assert!(!within.contains("Index"), "{within}");
+    let by_sender = |within| {
+        messages::filtered(
+            &messages::MessageFilter {
+                sender_id: Some("bob".into()),
+                ..Default::default()
+            },
+            within,
+        )
+        .select(schema::messages::id)
+    };
+    let across = plan(&mut conn, by_sender(Within::Table)).await;
+    assert!(across.contains("idx_messages_sender_id"), "{across}");
+    let within = plan(&mut conn, by_sender(Within::Parent)).await;
+    assert!(!within.contains("Index"), "{within}");
 }
 
 /// The statements of pg_stat_statements whose text holds `needle`.
@@ -232,34 +246,52 @@ async fn the_api_filters_pages_per_parent_with_the_functions_and_the_callers_lis
         .ok("alice", CREATE_WS, json!({"m": {"tier": "gold"}}))
         .await["createWorkspace"]["id"]
         .clone();
+    const SEND: &str =
+        "mutation($c: ID!) { sendMessage(input: {conversationId: $c, content: \"hi\"}) { id } }";
     for tier in ["gold", "silver"] {
-        api.ok("alice", CREATE_CONV, json!({"w": ws, "m": {"tier": tier}}))
-            .await;
+        let conv = api
+            .ok("alice", CREATE_CONV, json!({"w": ws, "m": {"tier": tier}}))
+            .await["createConversation"]["id"]
+            .clone();
+        api.ok("alice", SEND, json!({"c": conv})).await;
     }
     let data = api
         .ok(
             "alice",
-            "{ workspaces(first: 10, filter: {metadata: {contains: {tier: \"gold\"}}}) { nodes { conversations(first: 10, filter: {metadata: {contains: {tier: \"gold\"}}}) { nodes { metadata } totalCount } } }
+            "{ workspaces(first: 10, filter: {metadata: {contains: {tier: \"gold\"}}}) { nodes { conversations(first: 10, filter: {metadata: {contains: {tier: \"gold\"}}}) { nodes { metadata messages(first: 5, filter: {senderId: \"alice\"}) { nodes { content } } } totalCount } } }
                participatingConversations(first: 10, filter: {metadata: {hasKey: \"tier\"}}) { totalCount } }",
             json!({}),
         )
         .await;
     assert_eq!(
         data["workspaces"]["nodes"][0]["conversations"],
-        json!({"nodes": [{"metadata": {"tier": "gold"}}], "totalCount": 1})
+        json!({"nodes": [{"metadata": {"tier": "gold"}, "messages": {"nodes": [{"content": "hi"}]}}], "totalCount": 1})
     );
     assert_eq!(data["participatingConversations"]["totalCount"], 2);
 
-    // The per-parent page and count test each row with `jsonb_contains`, no operator.
+    // The per-parent pages and count test each row with the functions, no operator.
     let per_parent = statements_holding(&mut meter, "LATERAL").await;
-    assert_eq!(per_parent.len(), 2, "{per_parent:#?}");
-    for statement in &per_parent {
+    let (messages, conversations): (Vec<_>, Vec<_>) = per_parent
+        .iter()
+        .partition(|s| s.contains("FROM \"messages\""));
+    assert_eq!(
+        (messages.len(), conversations.len()),
+        (1, 2),
+        "{per_parent:#?}"
+    );
+    for statement in conversations {
         assert!(
             statement.contains("jsonb_contains(\"conversations\".\"metadata\"")
                 && !statement.contains("\"metadata\" @>"),
             "{statement}"
         );
     }
+    assert!(
+        messages[0].contains("texteq(\"messages\".\"sender_id\"")
+            && !messages[0].contains("\"sender_id\" ="),
+        "{}",
+        messages[0]
+    );
     // The caller's own lists keep the operators, for the planner's choice of index.
     let across = statements_holding(&mut meter, "\"metadata\" @>").await;
     assert!(

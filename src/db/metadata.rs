@@ -20,12 +20,14 @@ pub enum Within {
     /// in): the GIN-indexed operators, for the planner to use or not.
     Table,
     /// Within one parent's rows (a page or count per workspace or conversation):
-    /// the operators' functions (`jsonb_contains`, `jsonb_exists`, ...), which no
-    /// index answers, so the rows are tested as the parent's btree scan reads them.
-    /// A GIN scan here reads every match in the whole table, once per parent: with
-    /// prepared statements PostgreSQL's generic plan, blind to the value, chose it
-    /// and a page of 10 workspaces' conversations took 130 ms instead of 0.3 ms
-    /// (`bench/RESULTS.md`). The parent bounds the work instead.
+    /// the operators' functions (`jsonb_contains`, `jsonb_exists`, ...; `texteq`
+    /// for a message's sender, `arraycontains` for a participant), which no index
+    /// answers, so the rows are tested as the parent's btree scan reads them.
+    /// Another index here reads every match in the whole table, once per parent:
+    /// with prepared statements PostgreSQL's generic plan, blind to the value, ANDed
+    /// the GIN index with the parent's, and a page of 10 workspaces' conversations
+    /// took 130 ms instead of 0.3 ms (`bench/RESULTS.md`); custom plans do the same
+    /// with a sender's messages. The parent bounds the work instead.
     Parent,
 }
 
