@@ -6,7 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::db::metadata::{metadata_predicate_for, MetadataFilter, Within};
+use crate::db::metadata::{metadata_predicate_for, planned_with_values, MetadataFilter, Within};
 use crate::db::schema::conversations;
 use crate::db::workspaces::{escape_like, Workspace};
 use crate::db::{ordered_page, Page, PageArgs};
@@ -90,14 +90,9 @@ pub async fn get_many(
         .await
 }
 
-diesel::define_sql_function! {
-    /// `array @> part`, as a function no index answers (see [`Within::Parent`]).
-    fn arraycontains(array: diesel::sql_types::Array<diesel::sql_types::Text>, part: diesel::sql_types::Array<diesel::sql_types::Text>) -> diesel::sql_types::Bool;
-}
-
 /// The criteria of `filter` as a boxed query over all conversations, to be read
-/// `within` the table or one workspace (which decides whether GIN indexes answer
-/// the metadata and participant tests).
+/// `within` the table or one workspace (which decides whether the statement may be
+/// kept prepared: within a parent it is planned with the values in view).
 pub fn filtered<'a>(
     filter: &ConversationFilter,
     within: Within,
@@ -107,11 +102,10 @@ pub fn filtered<'a>(
         query = query.filter(metadata_predicate(m, within));
     }
     if let Some(user) = &filter.participant_id {
-        let users = vec![user.clone()];
-        query = match within {
-            Within::Table => query.filter(conversations::participant_ids.contains(users)),
-            Within::Parent => query.filter(arraycontains(conversations::participant_ids, users)),
-        };
+        query = query.filter(conversations::participant_ids.contains(vec![user.clone()]));
+        if within == Within::Parent {
+            query = query.filter(planned_with_values());
+        }
     }
     if let Some(part) = &filter.topic_contains {
         query = query.filter(conversations::topic.ilike(format!("%{}%", escape_like(part))));

@@ -245,8 +245,7 @@ mod tests {
     }
 
     #[test]
-    fn page_statements_are_prepared_once_per_connection_unless_their_filter_shape_was_not_admitted()
-    {
+    fn page_statements_are_prepared_once_per_connection_unless_they_hold_a_filter() {
         let page = |filter: &messages::MessageFilter, with_metadata: bool| {
             let owned = c::table
                 .filter(c::id.eq(parent_id()))
@@ -259,19 +258,22 @@ mod tests {
                 .limit(21);
             PerParent::new(vec![], owned, inner)
         };
-        let by_sender = messages::MessageFilter {
-            sender_id: Some("alice".into()),
-            ..Default::default()
-        };
-        assert!(cacheable(&page(&by_sender, false)));
-        assert!(cacheable(&page(&by_sender, true)));
+        let unfiltered = messages::MessageFilter::default();
+        assert!(cacheable(&page(&unfiltered, false)));
+        assert!(cacheable(&page(&unfiltered, true)));
         // diesel's own `sql()` literal would make it a fresh statement every time.
         let literal = m::table
             .filter(m::conversation_id.eq(diesel::dsl::sql::<diesel::sql_types::Uuid>("parent.id")))
             .select(m::id);
         assert!(!cacheable(&literal));
-        // Metadata filters come in shapes of the client's choosing: cached only
-        // when the pool admitted the shape (`PreparedShapes`, bounded).
+        // Within a parent, a filter's value decides the plan (an index on the
+        // filtered column or the parent's rows): planned with it every time, even
+        // for a metadata shape the pool admitted.
+        let by_sender = messages::MessageFilter {
+            sender_id: Some("alice".into()),
+            ..Default::default()
+        };
+        assert!(!cacheable(&page(&by_sender, false)));
         let mut by_metadata = messages::MessageFilter {
             metadata: Some(MetadataFilter {
                 path: vec![PathPredicate {
@@ -286,6 +288,14 @@ mod tests {
         assert!(!cacheable(&page(&by_metadata, false)));
         let shapes = crate::db::metadata::PreparedShapes::default();
         shapes.admit(by_metadata.metadata.as_mut().unwrap());
-        assert!(cacheable(&page(&by_metadata, false)));
+        assert!(!cacheable(&page(&by_metadata, false)));
+        let since = messages::MessageFilter {
+            since: Some(chrono::DateTime::UNIX_EPOCH),
+            ..Default::default()
+        };
+        assert!(
+            cacheable(&page(&since, false)),
+            "a range on the parent's own index"
+        );
     }
 }

@@ -1,34 +1,41 @@
 //! Filters on the JSONB `metadata` column of every table, built with diesel's JSONB
 //! operators: keys, paths and values are always bound parameters.
 //!
-//! Across a table, `contains` and key existence map straight onto the GIN-indexed
-//! operators (`@>`, `?`, `?|`, `?&`), and a path comparison adds a containment
-//! prefilter for equality, so `eq` at a nested key can use the index too. Within one
-//! parent's rows (a workspace's conversations, a conversation's messages) the same
-//! tests are written as the operators' functions, which no index answers: see
-//! [`Within`]. Ordering comparisons
+//! `contains` and key existence map straight onto the GIN-indexed operators
+//! (`@>`, `?`, `?|`, `?&`). A path comparison also adds a containment prefilter for
+//! equality, so `eq` at a nested key can use the index too. Whether an index should
+//! is the planner's choice, with the filter's values in view ([`Within`]). Ordering comparisons
 //! (`gt`, `lt`, ...) only match values of the same JSON type: numbers compare as
 //! numbers, strings as strings, and `"10"` never matches `gt: 3`.
 
 use serde_json::Value;
 
-/// Where a metadata predicate is evaluated, which decides whether an index may
-/// answer it.
+/// Where a filter is evaluated, which decides whether its statement may be kept
+/// prepared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Within {
     /// Across the table (a caller's workspaces, the conversations they take part
-    /// in): the GIN-indexed operators, for the planner to use or not.
+    /// in): kept prepared when the pool admitted the filter's shape
+    /// ([`PreparedShapes`]).
     Table,
-    /// Within one parent's rows (a page or count per workspace or conversation):
-    /// the operators' functions (`jsonb_contains`, `jsonb_exists`, ...; `texteq`
-    /// for a message's sender, `arraycontains` for a participant), which no index
-    /// answers, so the rows are tested as the parent's btree scan reads them.
-    /// Another index here reads every match in the whole table, once per parent:
-    /// with prepared statements PostgreSQL's generic plan, blind to the value, ANDed
-    /// the GIN index with the parent's, and a page of 10 workspaces' conversations
-    /// took 130 ms instead of 0.3 ms (`bench/RESULTS.md`); custom plans do the same
-    /// with a sender's messages. The parent bounds the work instead.
+    /// Within one parent's rows (a page or count per workspace or conversation, a
+    /// one-parent read): never kept prepared, so PostgreSQL plans every execution
+    /// with the filter's values in view. Whether an index on the filtered column
+    /// beats reading the parent's rows depends on the value: a GIN scan for a rare
+    /// value (0.4 ms for 10 conversations of 100,000 messages, where reading them
+    /// took 900 ms), the parent's ordered index for a common one. A kept statement
+    /// soon runs on PostgreSQL's generic plan, blind to the value, which ANDed the
+    /// GIN index with the parent's for a common value and read every match in the
+    /// table once per parent: 130 ms instead of 0.5 ms for 10 workspaces
+    /// (`bench/RESULTS.md`). The price is a prepare round trip per execution.
     Parent,
+}
+
+/// `TRUE`, keeping the statement that holds it out of the connection's statement
+/// cache, so PostgreSQL plans each execution with its bound values in view (see
+/// [`Within::Parent`]).
+pub fn planned_with_values() -> crate::db::lateral::FixedSql<diesel::sql_types::Bool> {
+    crate::db::lateral::FixedSql::uncached("TRUE")
 }
 
 /// A predicate on a `metadata` document.
@@ -244,31 +251,6 @@ diesel::define_sql_function! {
     fn jsonb_typeof(value: diesel::sql_types::Jsonb) -> diesel::sql_types::Nullable<diesel::sql_types::Text>;
 }
 
-diesel::define_sql_function! {
-    /// `document @> part`, as a function no index answers.
-    fn jsonb_contains(document: diesel::sql_types::Jsonb, part: diesel::sql_types::Jsonb) -> diesel::sql_types::Bool;
-}
-
-diesel::define_sql_function! {
-    /// `document <@ whole`, as a function no index answers.
-    fn jsonb_contained(document: diesel::sql_types::Jsonb, whole: diesel::sql_types::Jsonb) -> diesel::sql_types::Bool;
-}
-
-diesel::define_sql_function! {
-    /// `document ? key`, as a function no index answers.
-    fn jsonb_exists(document: diesel::sql_types::Jsonb, key: diesel::sql_types::Text) -> diesel::sql_types::Bool;
-}
-
-diesel::define_sql_function! {
-    /// `document ?| keys`, as a function no index answers.
-    fn jsonb_exists_any(document: diesel::sql_types::Jsonb, keys: diesel::sql_types::Array<diesel::sql_types::Text>) -> diesel::sql_types::Bool;
-}
-
-diesel::define_sql_function! {
-    /// `document ?& keys`, as a function no index answers.
-    fn jsonb_exists_all(document: diesel::sql_types::Jsonb, keys: diesel::sql_types::Array<diesel::sql_types::Text>) -> diesel::sql_types::Bool;
-}
-
 /// Defines `fn metadata_predicate(&MetadataFilter) -> BoxedPredicate` for one table.
 /// A macro, because diesel's expression types are per column.
 macro_rules! metadata_predicate_for {
@@ -292,13 +274,14 @@ macro_rules! metadata_predicate_for {
             use diesel::prelude::*;
             use diesel::sql_types::{Bool, Nullable};
             use diesel::PgJsonbExpressionMethods as Jsonb;
-            use $crate::db::metadata::{self as m, jsonb_typeof, json_type, nest, Within};
+            use $crate::db::metadata::{jsonb_typeof, json_type, nest, Within};
             use $crate::db::schema::$table::dsl::metadata;
 
             // A statement holding a filter whose shape was not admitted
-            // (`PreparedShapes`) stays out of the connection's statement cache.
+            // (`PreparedShapes`), or evaluated within a parent (`Within`), stays
+            // out of the connection's statement cache.
             let always = || -> BoxedPredicate {
-                Box::new(if filter.preparable {
+                Box::new(if filter.preparable && within == Within::Table {
                     $crate::db::lateral::FixedSql::<Nullable<Bool>>::new("TRUE")
                 } else {
                     $crate::db::lateral::FixedSql::<Nullable<Bool>>::uncached("TRUE")
@@ -308,56 +291,29 @@ macro_rules! metadata_predicate_for {
                 Box::new(a.and(b))
             }
 
-            // Each test as the indexed operator across the table, as its function
-            // within a parent (`Within`).
-            let indexed = within == Within::Table;
-            let contains = |value: serde_json::Value| -> BoxedPredicate {
-                if indexed {
-                    Box::new(Jsonb::contains(metadata, value).nullable())
-                } else {
-                    Box::new(m::jsonb_contains(metadata, value).nullable())
-                }
-            };
             let mut predicate = always();
             if let Some(value) = &filter.contains {
-                predicate = and(predicate, contains(value.clone()));
+                predicate = and(predicate, Box::new(Jsonb::contains(metadata, value.clone()).nullable()));
             }
             if let Some(value) = &filter.contained_by {
-                predicate = and(predicate, if indexed {
-                    Box::new(Jsonb::is_contained_by(metadata, value.clone()).nullable())
-                } else {
-                    Box::new(m::jsonb_contained(metadata, value.clone()).nullable())
-                });
+                predicate = and(predicate, Box::new(Jsonb::is_contained_by(metadata, value.clone()).nullable()));
             }
             if let Some(key) = &filter.has_key {
-                predicate = and(predicate, if indexed {
-                    Box::new(metadata.has_key(key.clone()).nullable())
-                } else {
-                    Box::new(m::jsonb_exists(metadata, key.clone()).nullable())
-                });
+                predicate = and(predicate, Box::new(metadata.has_key(key.clone()).nullable()));
             }
             if let Some(keys) = &filter.has_any_keys {
-                predicate = and(predicate, if indexed {
-                    Box::new(metadata.has_any_key(keys.clone()).nullable())
-                } else {
-                    Box::new(m::jsonb_exists_any(metadata, keys.clone()).nullable())
-                });
+                predicate = and(predicate, Box::new(metadata.has_any_key(keys.clone()).nullable()));
             }
             if let Some(keys) = &filter.has_all_keys {
-                predicate = and(predicate, if indexed {
-                    Box::new(metadata.has_all_keys(keys.clone()).nullable())
-                } else {
-                    Box::new(m::jsonb_exists_all(metadata, keys.clone()).nullable())
-                });
+                predicate = and(predicate, Box::new(metadata.has_all_keys(keys.clone()).nullable()));
             }
             for p in &filter.path {
                 let at = || metadata.retrieve_by_path_as_object(p.path.clone());
                 if let Some(v) = &p.eq {
                     // The GIN prefilter nests objects, so it holds only for a path of
-                    // object keys: a key of digits may be an array position. Within a
-                    // parent no index is read, so it would only repeat the test.
-                    if indexed && !p.path.iter().any(|k| m::may_be_position(k)) {
-                        predicate = and(predicate, contains(nest(&p.path, v)));
+                    // object keys: a key of digits may be an array position.
+                    if !p.path.iter().any(|k| $crate::db::metadata::may_be_position(k)) {
+                        predicate = and(predicate, Box::new(Jsonb::contains(metadata, nest(&p.path, v)).nullable()));
                     }
                     predicate = and(predicate, Box::new(at().eq(v.clone()).nullable()));
                 }

@@ -14,16 +14,14 @@ use crate::error::{AppError, AppResult};
 /// Deepest `and`/`or`/`not` nesting accepted in a metadata filter.
 pub const MAX_FILTER_DEPTH: usize = 5;
 
-/// A predicate on a JSONB `metadata` document. On the caller's own lists
-/// (`workspaces`, `participatingConversations`) GIN indexes may answer `contains`
-/// and the key tests; on a nested page each of its parent's rows is tested.
+/// A predicate on a JSONB `metadata` document.
 #[derive(Debug, Clone, InputObject, Default)]
 pub struct MetadataFilter {
-    /// The document contains this JSON object (`@>`).
+    /// The document contains this JSON object (`@>`, GIN-indexed).
     pub contains: Option<Json<Value>>,
     /// The document is contained in this JSON (`<@`).
     pub contained_by: Option<Json<Value>>,
-    /// The document has this top-level key (`?`).
+    /// The document has this top-level key (`?`, GIN-indexed).
     pub has_key: Option<String>,
     /// The document has any of these top-level keys.
     pub has_any_keys: Option<Vec<String>>,
