@@ -29,7 +29,8 @@ fuzz_target!(|data: &[u8]| {
         Ok(db_filter) => {
             use cortex::db::metadata::Within;
             use diesel::QueryDsl;
-            // Both forms: the indexed operators and, within a parent, their functions.
+            // Both forms: across the table (prepared when admitted) and within a
+            // parent (planned with its values every time).
             for within in [Within::Table, Within::Parent] {
                 let predicate = cortex::db::workspaces::metadata_predicate(&db_filter, within);
                 let query = cortex::db::schema::workspaces::table
