@@ -208,6 +208,28 @@ fn postgraphile_write(i: i64) -> String {
         .to_string()
 }
 
+/// The pgbench script of `filtered_nested` for owners drawn from `$owners` (the
+/// arguments of pgbench's `random`): the narrow and the wide owners share it.
+macro_rules! filtered_nested_ceiling {
+    ($owners:literal) => {
+        concat!(
+            r"\set owner random(",
+            $owners,
+            r#")
+SELECT json_build_object('data', json_build_object('workspaces', json_build_object('nodes', coalesce(json_agg(w), '[]'))))
+FROM (
+  SELECT json_build_object('nodes', (
+    SELECT coalesce(json_agg(c), '[]') FROM (
+      SELECT c.id, c.topic, c.metadata FROM conversations c
+      WHERE c.workspace_id = w.id AND c.metadata @> '{"tier": "gold"}'
+      ORDER BY c.created_at, c.id LIMIT 10) c)) AS conversations
+  FROM workspaces w WHERE w.owner_id = 'user' || :owner
+  ORDER BY w.created_at, w.id LIMIT 10) w;
+"#
+        )
+    };
+}
+
 const WORKLOADS: [Workload; 7] = [
     Workload {
         name: "nested",
@@ -248,33 +270,13 @@ FROM (
         name: "filtered_nested",
         graphql: filtered_nested,
         postgraphile: Some(postgraphile_filtered_nested),
-        pgbench: r#"\set owner random(1, 1000)
-SELECT json_build_object('data', json_build_object('workspaces', json_build_object('nodes', coalesce(json_agg(w), '[]'))))
-FROM (
-  SELECT json_build_object('nodes', (
-    SELECT coalesce(json_agg(c), '[]') FROM (
-      SELECT c.id, c.topic, c.metadata FROM conversations c
-      WHERE c.workspace_id = w.id AND c.metadata @> '{"tier": "gold"}'
-      ORDER BY c.created_at, c.id LIMIT 10) c)) AS conversations
-  FROM workspaces w WHERE w.owner_id = 'user' || :owner
-  ORDER BY w.created_at, w.id LIMIT 10) w;
-"#,
+        pgbench: filtered_nested_ceiling!("1, 1000"),
     },
     Workload {
         name: "filtered_nested_wide",
         graphql: filtered_nested_wide,
         postgraphile: Some(postgraphile_filtered_nested_wide),
-        pgbench: r#"\set owner random(1001, 1100)
-SELECT json_build_object('data', json_build_object('workspaces', json_build_object('nodes', coalesce(json_agg(w), '[]'))))
-FROM (
-  SELECT json_build_object('nodes', (
-    SELECT coalesce(json_agg(c), '[]') FROM (
-      SELECT c.id, c.topic, c.metadata FROM conversations c
-      WHERE c.workspace_id = w.id AND c.metadata @> '{"tier": "gold"}'
-      ORDER BY c.created_at, c.id LIMIT 10) c)) AS conversations
-  FROM workspaces w WHERE w.owner_id = 'user' || :owner
-  ORDER BY w.created_at, w.id LIMIT 10) w;
-"#,
+        pgbench: filtered_nested_ceiling!("1001, 1100"),
     },
     Workload {
         name: "point",
