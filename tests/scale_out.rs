@@ -196,15 +196,7 @@ async fn shared_conversation(base: &str, topic: &str, with: &[&str]) -> String {
 
 /// `/metrics` of `base` (as text, and parsed), read with `token`.
 async fn metrics(base: &str, token: &str) -> (String, prometheus_parse::Scrape) {
-    let text = reqwest::Client::new()
-        .get(format!("{base}/metrics"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::metrics_text(base, token).await;
     let scrape = common::scrape_metrics(&text);
     (text, scrape)
 }

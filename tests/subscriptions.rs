@@ -82,15 +82,7 @@ async fn until_open_at(base: &str, n: usize) {
     let deadline = std::time::Instant::now() + common::ws::WAIT;
     let wanted = format!("cortex_subscriptions_open {n}");
     loop {
-        let text = reqwest::Client::new()
-            .get(format!("{base}/metrics"))
-            .bearer_auth(METRICS_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = common::metrics_text(base, METRICS_TOKEN).await;
         if text.lines().any(|l| l.trim() == wanted) {
             return;
         }

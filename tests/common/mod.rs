@@ -648,6 +648,19 @@ pub(crate) async fn statements_run(conn: &mut diesel_async::AsyncPgConnection) -
     row.calls
 }
 
+/// The `/metrics` text of the `cortex serve` at `base`, read with `token`.
+pub(crate) async fn metrics_text(base: &str, token: &str) -> String {
+    reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// `/metrics` text parsed as Prometheus reads it.
 pub(crate) fn scrape_metrics(text: &str) -> prometheus_parse::Scrape {
     prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
