@@ -521,9 +521,6 @@ mod tests {
         // Not hearing the other instances yet: the primary.
         assert!(matches!(replicas.route(None, None), ReadTarget::Primary));
         replicas.inner.hearing.store(true, Ordering::Relaxed);
-        replicas.inner.replicas[0]
-            .serving_from
-            .store(0x10_0000, Ordering::Relaxed);
         assert!(matches!(
             replicas.route(Some("ann"), None),
             ReadTarget::Replica(..)
