@@ -62,7 +62,7 @@ async fn contains_uses_the_jsonb_path_ops_gin_index() {
     let mut conn = conn_without(&db, &["seqscan"]).await;
     let filter = MetadataFilter::containing(json!({"tier": "gold"}));
     let query = schema::workspaces::table
-        .filter(workspaces::metadata_predicate(&filter, Within::Table))
+        .filter(workspaces::metadata_predicate(&filter))
         .select(schema::workspaces::id);
     let plan = plan(&mut conn, query).await;
     assert!(
@@ -80,7 +80,7 @@ async fn has_key_uses_the_key_existence_gin_index() {
         ..Default::default()
     };
     let query = schema::messages::table
-        .filter(messages::metadata_predicate(&filter, Within::Table))
+        .filter(messages::metadata_predicate(&filter))
         .select(schema::messages::id);
     let plan = plan(&mut conn, query).await;
     assert!(
@@ -161,7 +161,7 @@ fn a_filter_shape_admitted_by_the_pool_is_prepared_once_and_others_are_not() {
     use cortex::db::metadata::{PreparedShapes, MAX_PREPARED_FILTER_SHAPES};
     let cacheable = |filter: &MetadataFilter| {
         let query = schema::workspaces::table
-            .filter(workspaces::metadata_predicate(filter, Within::Table))
+            .filter(workspaces::metadata_predicate(filter))
             .select(schema::workspaces::id);
         QueryFragment::<Pg>::is_safe_to_cache_prepared(&query, &Pg).unwrap()
     };

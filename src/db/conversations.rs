@@ -99,16 +99,18 @@ pub fn filtered<'a>(
 ) -> conversations::BoxedQuery<'a, diesel::pg::Pg> {
     let mut query = conversations::table.into_boxed();
     if let Some(m) = &filter.metadata {
-        query = query.filter(metadata_predicate(m, within));
+        query = query.filter(metadata_predicate(m));
     }
     if let Some(user) = &filter.participant_id {
         query = query.filter(conversations::participant_ids.contains(vec![user.clone()]));
-        if within == Within::Parent {
-            query = query.filter(planned_with_values());
-        }
     }
     if let Some(part) = &filter.topic_contains {
         query = query.filter(conversations::topic.ilike(format!("%{}%", escape_like(part))));
+    }
+    // The metadata and participant tests may be answered by GIN indexes or not,
+    // depending on their values (`Within::Parent`).
+    if within == Within::Parent && (filter.metadata.is_some() || filter.participant_id.is_some()) {
+        query = query.filter(planned_with_values());
     }
     query
 }
@@ -149,7 +151,8 @@ pub async fn find_by_metadata(
     conversations::table
         .filter(conversations::workspace_id.eq(workspace_id))
         .into_boxed()
-        .filter(metadata_predicate(filter, Within::Parent))
+        .filter(metadata_predicate(filter))
+        .filter(planned_with_values())
         .order((conversations::created_at.desc(), conversations::id.desc()))
         .select(Conversation::as_select())
         .load(conn)

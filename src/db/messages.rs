@@ -125,21 +125,22 @@ pub fn filtered<'a>(
 ) -> messages::BoxedQuery<'a, diesel::pg::Pg> {
     let mut query = messages::table.into_boxed();
     if let Some(m) = &filter.metadata {
-        query = query.filter(metadata_predicate(m, within));
+        query = query.filter(metadata_predicate(m));
     }
     if let Some(sender) = &filter.sender_id {
         query = query.filter(messages::sender_id.eq(sender.clone()));
-        if within == Within::Parent {
-            // A busy sender's index entries are read once per conversation on
-            // a plan made without the sender in view.
-            query = query.filter(planned_with_values());
-        }
     }
     if let Some(since) = filter.since {
         query = query.filter(messages::timestamp.ge(since));
     }
     if let Some(until) = filter.until {
         query = query.filter(messages::timestamp.lt(until));
+    }
+    // The metadata and sender tests may be answered by their own indexes or not,
+    // depending on their values (`Within::Parent`); the time range is read from
+    // the conversation's index either way.
+    if within == Within::Parent && (filter.metadata.is_some() || filter.sender_id.is_some()) {
+        query = query.filter(planned_with_values());
     }
     query
 }
@@ -212,7 +213,8 @@ pub async fn find_by_metadata(
     messages::table
         .filter(messages::conversation_id.eq(conversation_id))
         .into_boxed()
-        .filter(metadata_predicate(filter, Within::Parent))
+        .filter(metadata_predicate(filter))
+        .filter(planned_with_values())
         .order((messages::timestamp.asc(), messages::id.asc()))
         .select(Message::as_select())
         .load(conn)

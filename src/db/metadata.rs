@@ -15,8 +15,8 @@ use serde_json::Value;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Within {
     /// Across the table (a caller's workspaces, the conversations they take part
-    /// in): kept prepared when the pool admitted the filter's shape
-    /// ([`PreparedShapes`]).
+    /// in): a metadata filter's statement is kept prepared when the pool admitted
+    /// its shape ([`PreparedShapes`]).
     Table,
     /// Within one parent's rows (a page or count per workspace or conversation, a
     /// one-parent read): never kept prepared, so PostgreSQL plans every execution
@@ -264,24 +264,19 @@ macro_rules! metadata_predicate_for {
                 >,
         >;
 
-        /// The SQL form of `filter` on `$table.metadata`, evaluated `within` the
-        /// table or one parent's rows.
-        pub fn metadata_predicate(
-            filter: &$crate::db::metadata::MetadataFilter,
-            within: $crate::db::metadata::Within,
-        ) -> BoxedPredicate {
+        /// The SQL form of `filter` on `$table.metadata`.
+        pub fn metadata_predicate(filter: &$crate::db::metadata::MetadataFilter) -> BoxedPredicate {
             use diesel::dsl::not;
             use diesel::prelude::*;
             use diesel::sql_types::{Bool, Nullable};
             use diesel::PgJsonbExpressionMethods as Jsonb;
-            use $crate::db::metadata::{jsonb_typeof, json_type, nest, Within};
+            use $crate::db::metadata::{jsonb_typeof, json_type, nest};
             use $crate::db::schema::$table::dsl::metadata;
 
             // A statement holding a filter whose shape was not admitted
-            // (`PreparedShapes`), or evaluated within a parent (`Within`), stays
-            // out of the connection's statement cache.
+            // (`PreparedShapes`) stays out of the connection's statement cache.
             let always = || -> BoxedPredicate {
-                Box::new(if filter.preparable && within == Within::Table {
+                Box::new(if filter.preparable {
                     $crate::db::lateral::FixedSql::<Nullable<Bool>>::new("TRUE")
                 } else {
                     $crate::db::lateral::FixedSql::<Nullable<Bool>>::uncached("TRUE")
@@ -343,18 +338,18 @@ macro_rules! metadata_predicate_for {
                 }
             }
             for child in &filter.and {
-                predicate = and(predicate, metadata_predicate(child, within));
+                predicate = and(predicate, metadata_predicate(child));
             }
             if !filter.or.is_empty() {
                 let mut any: BoxedPredicate = Box::new($crate::db::lateral::FixedSql::<Nullable<Bool>>::new("FALSE"));
                 for child in &filter.or {
-                    any = Box::new(any.or(metadata_predicate(child, within)));
+                    any = Box::new(any.or(metadata_predicate(child)));
                 }
                 predicate = and(predicate, any);
             }
             if let Some(child) = &filter.not {
                 // NOT over a NULL (a missing path) is NULL: treat "unknown" as "does not hold".
-                let negated = not(coalesce_false(metadata_predicate(child, within), false));
+                let negated = not(coalesce_false(metadata_predicate(child), false));
                 predicate = and(predicate, Box::new(negated.nullable()));
             }
             predicate

@@ -7,7 +7,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::db::conversations::{self, Conversation, NewConversation};
-use crate::db::metadata::{metadata_predicate_for, MetadataFilter, Within};
+use crate::db::metadata::{metadata_predicate_for, MetadataFilter};
 use crate::db::schema::workspaces;
 use crate::db::{ordered_page, Page, PageArgs};
 
@@ -129,7 +129,7 @@ fn filtered<'a>(
         .filter(workspaces::owner_id.eq(owner.to_string()))
         .into_boxed();
     if let Some(m) = &filter.metadata {
-        query = query.filter(metadata_predicate(m, Within::Table));
+        query = query.filter(metadata_predicate(m));
     }
     if let Some(part) = &filter.name_contains {
         query = query.filter(workspaces::name.ilike(format!("%{}%", escape_like(part))));
@@ -153,7 +153,7 @@ pub async fn find_by_metadata(
     workspaces::table
         .filter(workspaces::owner_id.eq(owner))
         .into_boxed()
-        .filter(metadata_predicate(filter, Within::Table))
+        .filter(metadata_predicate(filter))
         .order((workspaces::created_at.desc(), workspaces::id.desc()))
         .select(Workspace::as_select())
         .load(conn)
